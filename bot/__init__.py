@@ -1,0 +1,1 @@
+"""GitHub-facing Revisor: diffs, review pipeline, suggestion placement, CLI."""

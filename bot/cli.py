@@ -1,0 +1,241 @@
+"""The `revisor` command: the one place that reads options and builds the objects."""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from model.embedded import prepare_embedded_model, resolve_model, revisor_home
+from model.engines.base import EngineConfig
+from model.engines.registry import ENGINES, make_engine
+from model.errors import RevisorError
+from model.prompts import STRATEGIES, PromptStrategy, make_strategy
+from model.reviser import Reviser
+from model.schema import NoRevision, RevisionTask
+
+DEFAULT_POOL = "../shared/datasets/codereviewer/train.jsonl"
+
+
+def model_options(command):
+    """The options every command that runs the model shares."""
+    options = [
+        click.option("--engine", type=click.Choice(ENGINES), default="vllm", show_default=True,
+                     help="vllm: in-process vLLM; openai: an OpenAI-compatible server such as "
+                          "`vllm serve`; transformers: in-process fallback."),
+        click.option("--model", default=None,
+                     help="Checkpoint directory or Hugging Face id [default: the embedded "
+                          "SmolLM2-135M-Instruct]. With --engine openai: the served model name "
+                          "[default: the server's first]."),
+        click.option("--adapter", default=None,
+                     help="PEFT LoRA adapter directory; with --engine openai, the LoRA module "
+                          "name the server was started with."),
+        click.option("--base-url", envvar="REVISOR_BASE_URL", default=None,
+                     help="OpenAI-compatible server, e.g. http://gpu-box:8000/v1 (--engine openai)."),
+        click.option("--api-key", envvar="REVISOR_API_KEY", default="EMPTY", show_default=False,
+                     help="API key for --base-url [env: REVISOR_API_KEY]."),
+        click.option("--strategy", "strategy_name", default="zero-shot", show_default=True,
+                     type=click.Choice(STRATEGIES),
+                     help="Prompt strategy; fine-tuned is the format adapters are trained on."),
+        click.option("--persona/--no-persona", default=False,
+                     help="Open the prompt with an expert-developer persona line."),
+        click.option("--pool", default=DEFAULT_POOL, show_default=True,
+                     help="Review-to-revision pairs (.jsonl or .csv) that few-shot demonstrations "
+                          "are retrieved from. Never a benchmark's test file."),
+        click.option("--shots", default=3, show_default=True, type=click.IntRange(1, 16),
+                     help="Demonstrations per prompt (few-shot)."),
+        click.option("--compile/--no-compile", default=False, show_default=True,
+                     help="vLLM: compile the model (slow start, faster generation)."),
+    ]
+    return functools.reduce(lambda cmd, option: option(cmd), reversed(options), command)
+
+
+def engine_config(engine: str, model: str | None, adapter: str | None, base_url: str | None,
+                  api_key: str, compile: bool, **tuning) -> EngineConfig:
+    if engine == "openai":
+        if not base_url:
+            raise RevisorError("--engine openai needs --base-url (e.g. http://localhost:8000/v1)")
+        return EngineConfig(model=model or "", adapter=adapter, base_url=base_url, api_key=api_key,
+                            **tuning)
+    if adapter is not None and not (Path(adapter) / "adapter_config.json").is_file():
+        raise RevisorError(f"{adapter} is not a PEFT adapter directory (no adapter_config.json)")
+    return EngineConfig(model=resolve_model(model), adapter=adapter, compile=compile, **tuning)
+
+
+def build_strategy(name: str, persona: bool, pool: str, shots: int) -> PromptStrategy:
+    retriever = None
+    if name == "few-shot":
+        from model.retrieval import BM25Retriever
+        from training.datasets import load_dataset
+
+        retriever = BM25Retriever(load_dataset(pool).examples, revisor_home() / "index")
+    return make_strategy(name, persona=persona, retriever=retriever, k=shots)
+
+
+def build_reviser(engine: str, model, adapter, base_url, api_key, strategy_name, persona, pool,
+                  shots, compile) -> Reviser:
+    strategy = build_strategy(strategy_name, persona, pool, shots)
+    config = engine_config(engine, model, adapter, base_url, api_key, compile)
+    return Reviser(make_engine(engine, config), strategy)
+
+
+def read_text(source: str) -> str:
+    """A file's text ('-' is standard input); a clear error for what is not UTF-8 text."""
+    try:
+        data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+    except OSError as error:
+        raise RevisorError(f"cannot read {source}: {error.strerror}") from None
+    if b"\0" in data[:8192]:
+        raise RevisorError(f"{source} is a binary file: Revisor revises text")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RevisorError(f"{source} is not UTF-8 text: convert it first (e.g. iconv)") from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="revisor")
+def cli() -> None:
+    """Revisor turns code-review comments into revised code, served by vLLM.
+
+    \b
+    revise  revise one piece of code following a review comment
+    review  propose suggestions for a local diff (`git diff main | revisor review`)
+    bench   Exact Match on review-to-revision records, beside published systems
+    prepare-model  convert the embedded model once (done on first use anyway)
+    """
+
+
+@cli.command("prepare-model")
+@click.option("--force", is_flag=True, help="Convert again even if the checkpoint exists.")
+def prepare_model(force: bool) -> None:
+    """Convert the bundled SmolLM2-135M-Instruct GGUF into a checkpoint under $REVISOR_HOME."""
+    click.echo(prepare_embedded_model(force=force))
+
+
+@cli.command()
+@click.argument("source", default="-", metavar="[FILE|-]")
+@click.option("--comment", "-c", required=True, help="The review comment to follow.")
+@click.option("--language", default=None, help="Language of the code [default: from FILE's name].")
+@click.option("--diff", "as_diff", is_flag=True, help="Print a unified diff against the input.")
+@model_options
+def revise(source: str, comment: str, language: str | None, as_diff: bool, **model) -> None:
+    """Revise code from FILE (or standard input) following a review comment."""
+    from model.languages import language_of_path
+
+    code = read_text(source)
+    if not code.strip():
+        raise RevisorError(f"{'standard input' if source == '-' else source} holds no code")
+    task = RevisionTask(code, comment, language or language_of_path(source))
+    answer = build_reviser(**model).revise([task])[0]
+    outcome = answer.outcome
+    if isinstance(outcome, NoRevision):
+        click.echo(f"revisor: no suggestion: {outcome.reason}", err=True)
+        sys.exit(3)
+    if as_diff:
+        name = "stdin" if source == "-" else source
+        click.echo("".join(difflib.unified_diff(
+            code.splitlines(keepends=True), outcome.code.splitlines(keepends=True),
+            f"a/{name}", f"b/{name}")), nl=False)
+    else:
+        click.echo(outcome.code, nl=not outcome.code.endswith("\n"))
+
+
+@cli.command()
+@click.option("--diff", "diff_file", default="-", show_default=True,
+              help="Unified diff file; '-' reads standard input.")
+@click.option("--comment", "comments", multiple=True, metavar="PATH:LINE[-END]=TEXT",
+              help="A reviewer's comment on new-side lines: revise them to address it "
+                   "(repeatable). Without any, every changed region is reviewed.")
+@click.option("--max-files", default=20, show_default=True, type=click.IntRange(1))
+@click.option("--max-regions", default=40, show_default=True, type=click.IntRange(1))
+@click.option("--max-tokens", default=24_000, show_default=True, type=click.IntRange(1),
+              help="Budget of estimated code tokens sent to the model.")
+@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text",
+              show_default=True)
+@model_options
+def review(diff_file: str, comments: tuple[str, ...], max_files: int, max_regions: int,
+           max_tokens: int, output_format: str, **model) -> None:
+    """Propose suggestions for a unified diff: `git diff main | revisor review`."""
+    from bot.diff import parse_diff
+    from bot.pipeline import Budget, LineComment
+    from bot.pipeline import review as run_review
+    from bot.report import review_json, review_text
+
+    if diff_file == "-" and sys.stdin.isatty():
+        raise RevisorError("no diff on standard input: pipe `git diff` in, or pass --diff FILE")
+    diff = parse_diff(read_text(diff_file))
+    line_comments = [LineComment.parse(spec) for spec in comments]
+    for c in line_comments:  # fail on a misplaced comment before the model starts
+        diff.region_at(c.path, c.start, c.end)
+    result = run_review(diff, build_reviser(**model), line_comments,
+                        Budget(max_files, max_regions, max_tokens))
+    click.echo(review_json(result) if output_format == "json" else review_text(result), nl=False)
+
+
+@cli.command()
+@click.option("--dataset", required=True, help="Records to score (.jsonl CodeReviewer or .csv Tufano).")
+@click.option("--strategy", "strategies", default="zero-shot", show_default=True,
+              help="Comma-separated strategies, e.g. zero-shot,few-shot.")
+@click.option("--engine", "engines", default="vllm", show_default=True,
+              help="Comma-separated engines to compare on the same records, e.g. vllm,transformers.")
+@click.option("--limit", type=click.IntRange(1), default=None, help="Score the first N records.")
+@click.option("--output", default="runs/bench", show_default=True, type=click.Path(file_okay=False))
+@click.option("--model", default=None, help="As for `revise` [default: the embedded model].")
+@click.option("--adapter", default=None, help="PEFT adapter directory (or LoRA module name).")
+@click.option("--base-url", envvar="REVISOR_BASE_URL", default=None)
+@click.option("--api-key", envvar="REVISOR_API_KEY", default="EMPTY")
+@click.option("--persona/--no-persona", default=False)
+@click.option("--pool", default=DEFAULT_POOL, show_default=True, help="Few-shot retrieval pool.")
+@click.option("--shots", default=3, show_default=True, type=click.IntRange(1, 16))
+@click.option("--compile/--no-compile", default=True, show_default=True,
+              help="vLLM: compile the model (slower start, faster generation).")
+@click.option("--prefix-cache/--no-prefix-cache", default=True, show_default=True,
+              help="vLLM's automatic prefix caching (off only to measure what it saves).")
+@click.option("--bounded/--unbounded", default=True, show_default=True,
+              help="Stop at the closing fence and cap new tokens (off only to measure it).")
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1),
+              help="transformers engine: requests per batch.")
+@click.option("--skip-malformed", is_flag=True, help="Skip malformed records (counted) instead of failing.")
+def bench(**options) -> None:
+    """Score Revisor by Exact Match on review-to-revision records, beside the published systems
+    whose predictions the dataset carries (CodeReviewer, ChatGPT).
+
+    Writes predictions.jsonl, metrics.json, report.md and report.png into --output.
+    """
+    from training.bench import BenchConfig, run_bench
+
+    config = BenchConfig.from_options(options)
+    strategies = {name: build_strategy(name, config.persona, config.pool, config.shots)
+                  for name in config.strategies}
+
+    def engine(name: str):
+        return make_engine(name, engine_config(
+            name, config.model, config.adapter, config.base_url, config.api_key, config.compile,
+            prefix_caching=config.prefix_cache, batch_size=config.batch_size))
+
+    click.echo(run_bench(config, strategies, engine), nl=False)
+
+
+def main() -> None:
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("revisor: interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except RevisorError as error:
+        click.echo(f"revisor: {error}", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

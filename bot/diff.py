@@ -1,0 +1,97 @@
+"""Unified diffs (via unidiff) to the regions of new-side code that Revisor revises."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from unidiff import PatchSet
+from unidiff.errors import UnidiffParseError
+
+from model.errors import DiffError
+from model.languages import language_of_path
+from model.schema import RevisionTask
+
+
+@dataclass(frozen=True)
+class Region:
+    """Lines `start`..`end` (inclusive, 1-based) of the new side of `path`."""
+
+    path: str
+    start: int
+    end: int
+    code: str
+
+    def task(self, comment: str = "") -> RevisionTask:
+        return RevisionTask(self.code, comment, language_of_path(self.path))
+
+    @property
+    def location(self) -> str:
+        return f"{self.path}:{self.start}" + (f"-{self.end}" if self.end != self.start else "")
+
+
+@dataclass(frozen=True)
+class Diff:
+    patch: PatchSet
+
+    @property
+    def binary_files(self) -> list[str]:
+        return [f.path for f in self.patch if f.is_binary_file]
+
+    def changed_regions(self, max_lines: int = 30) -> list[Region]:
+        """Every run of consecutive added lines, per file, in diff order; runs longer than
+        `max_lines` are split, at a blank line where there is one."""
+        regions = []
+        for patched in self.patch:
+            if patched.is_binary_file or patched.is_removed_file:
+                continue
+            for hunk in patched:
+                run: list = []
+                for line in [*hunk, None]:
+                    if line is not None and line.is_added:
+                        run.append(line)
+                    elif run:
+                        chunks = [_region(patched.path, c) for c in _chunks(run, max_lines)]
+                        regions.extend(r for r in chunks if r.code.strip())
+                        run = []
+        return regions
+
+    def region_at(self, path: str, start: int, end: int) -> Region:
+        """The new-side lines `start`..`end` of `path`; they must lie in one hunk of the diff."""
+        files = [f for f in self.patch if f.path == path]
+        if not files:
+            raise DiffError(f"{path} is not in the diff")
+        for hunk in files[0]:
+            lines = {ln.target_line_no: ln for ln in hunk if ln.target_line_no is not None}
+            if all(n in lines for n in range(start, end + 1)):
+                return _region(path, [lines[n] for n in range(start, end + 1)])
+        raise DiffError(
+            f"{path}:{start}-{end} is not within one hunk of the new side: comment on changed "
+            "or context lines that the diff shows"
+        )
+
+
+def _chunks(lines: list, max_lines: int) -> list[list]:
+    chunks = []
+    while len(lines) > max_lines:
+        blanks = [i for i, line in enumerate(lines[1:max_lines], start=1) if not line.value.strip()]
+        cut = blanks[-1] + 1 if blanks else max_lines
+        chunks.append(lines[:cut])
+        lines = lines[cut:]
+    return [*chunks, lines] if lines else chunks
+
+
+def _region(path: str, lines: list) -> Region:
+    code = "".join(line.value for line in lines)
+    return Region(path, lines[0].target_line_no, lines[-1].target_line_no, code)
+
+
+def parse_diff(text: str) -> Diff:
+    if not text.strip():
+        raise DiffError("the diff is empty: pipe `git diff` into revisor, or pass --diff FILE")
+    try:
+        patch = PatchSet(text)
+    except UnidiffParseError as error:
+        raise DiffError(f"not a unified diff ({error}): pass the output of `git diff`") from None
+    if not len(patch):
+        raise DiffError("no file changes found: pass the output of `git diff` (a unified diff)")
+    return Diff(patch)

@@ -1,0 +1,1 @@
+"""Turning (code, review comment) into revised code: schema, prompts, engines, parsing."""

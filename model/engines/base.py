@@ -1,0 +1,72 @@
+"""The engine interface and the settings every engine is built from."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from model.prompts import Message
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """One chat to complete greedily. A final assistant message is continued, not answered."""
+
+    messages: list[Message]
+    max_tokens: int
+    stop: tuple[str, ...] = ()
+
+    @property
+    def continues_final_message(self) -> bool:
+        return bool(self.messages) and self.messages[-1]["role"] == "assistant"
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    prompt_tokens: int
+    output_tokens: int
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """What every engine needs; each uses the fields that apply to it.
+
+    `model` is a local checkpoint path or Hugging Face id for in-process engines and the
+    served model name for the `openai` engine; `adapter` is a PEFT adapter directory
+    (in-process) or a LoRA module name on the server (`openai`).
+    """
+
+    model: str
+    adapter: str | None = None
+    base_url: str | None = None
+    api_key: str = "EMPTY"
+    dtype: str = "auto"
+    max_model_len: int = 4096
+    max_lora_rank: int = 64
+    concurrency: int = 8
+    timeout_s: float = 120.0
+    retries: int = 3
+    batch_size: int = 8
+    prefix_caching: bool = True
+    compile: bool = True
+    seed: int = 0
+
+
+class Engine(Protocol):
+    @property
+    def description(self) -> str:
+        """The model (and adapter) behind this engine, as shown to users."""
+        ...
+
+    def generate(self, requests: Sequence[ChatRequest]) -> list[Completion]:
+        """Complete every request greedily, in order."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def truncate_at_stop(text: str, stop: Sequence[str]) -> str:
+    cut = min((i for s in stop if (i := text.find(s)) >= 0), default=len(text))
+    return text[:cut]

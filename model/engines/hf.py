@@ -1,0 +1,97 @@
+"""The in-process transformers engine: the fallback, with adapters through peft.
+
+Requests are sorted by length and generated in left-padded batches; bf16 where the CPU
+(or GPU) supports it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from model.engines.base import ChatRequest, Completion, EngineConfig, truncate_at_stop
+from model.engines.vllm_local import describe
+
+
+class TransformersEngine:
+    def __init__(self, config: EngineConfig):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.config = config
+        self._torch = torch
+        self.tokenizer = AutoTokenizer.from_pretrained(config.model, padding_side="left")
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        model = AutoModelForCausalLM.from_pretrained(config.model, dtype=self._dtype())
+        if config.adapter:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, config.adapter)
+        torch.manual_seed(config.seed)
+        self.model = model.eval()
+
+    def _dtype(self):
+        torch = self._torch
+        if self.config.dtype not in ("auto", ""):
+            return getattr(torch, self.config.dtype)
+        if torch.cuda.is_available():
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        capability = torch.backends.cpu.get_cpu_capability()
+        return torch.bfloat16 if "AVX512" in capability else torch.float32
+
+    @property
+    def description(self) -> str:
+        return describe(self.config)
+
+    def prompt_ids(self, request: ChatRequest) -> list[int]:
+        continues = request.continues_final_message
+        return self.tokenizer.apply_chat_template(
+            request.messages,
+            add_generation_prompt=not continues,
+            continue_final_message=continues,
+            tokenize=True,
+            return_dict=False,
+        )
+
+    def generate(self, requests: Sequence[ChatRequest]) -> list[Completion]:
+        prompts = [self.prompt_ids(r) for r in requests]
+        order = sorted(range(len(requests)), key=lambda i: len(prompts[i]))
+        results: dict[int, Completion] = {}
+        size = self.config.batch_size
+        for start in range(0, len(order), size):
+            batch = order[start : start + size]
+            completions = self._generate_batch([prompts[i] for i in batch], [requests[i] for i in batch])
+            results.update(zip(batch, completions, strict=True))
+        return [results[i] for i in range(len(requests))]
+
+    def _generate_batch(self, prompts: list[list[int]], requests: list[ChatRequest]):
+        torch = self._torch
+        padded = self.tokenizer.pad({"input_ids": prompts}, return_tensors="pt")
+        stop = sorted({s for r in requests for s in r.stop})
+        with torch.inference_mode():
+            output = self.model.generate(
+                **padded,
+                max_new_tokens=max(r.max_tokens for r in requests),
+                do_sample=False,
+                stop_strings=stop or None,
+                tokenizer=self.tokenizer,
+                pad_token_id=self.tokenizer.pad_token_id,
+            )
+        width = padded["input_ids"].shape[1]
+        completions = []
+        for prompt, row, request in zip(prompts, output, requests, strict=True):
+            ids = row[width:].tolist()[: request.max_tokens]
+            ids = _until_end(ids, {self.tokenizer.eos_token_id, self.tokenizer.pad_token_id})
+            text = self.tokenizer.decode(ids, skip_special_tokens=True)
+            completions.append(Completion(truncate_at_stop(text, request.stop), len(prompt), len(ids)))
+        return completions
+
+    def close(self) -> None:
+        del self.model
+
+
+def _until_end(ids: list[int], end_tokens: set[int | None]) -> list[int]:
+    for position, token in enumerate(ids):
+        if token in end_tokens:
+            return ids[:position]
+    return ids

@@ -1,0 +1,73 @@
+"""The in-process vLLM engine (the default): greedy decoding, LoRA adapters via LoRARequest."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from model.engines.base import ChatRequest, Completion, EngineConfig
+from model.errors import EngineUnavailableError
+
+
+class VLLMEngine:
+    def __init__(self, config: EngineConfig):
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
+        try:
+            from vllm import LLM
+        except ImportError as error:
+            raise EngineUnavailableError(
+                f"vLLM is not installed ({error}): run `make setup`, or use --engine transformers"
+            ) from error
+        self.config = config
+        self._llm = LLM(
+            model=config.model,
+            dtype=config.dtype,
+            max_model_len=config.max_model_len,
+            enable_prefix_caching=config.prefix_caching,
+            enforce_eager=not config.compile,
+            enable_lora=config.adapter is not None,
+            max_lora_rank=config.max_lora_rank,
+            seed=config.seed,
+        )
+        self._lora = None
+        if config.adapter is not None:
+            from vllm.lora.request import LoRARequest
+
+            self._lora = LoRARequest("adapter", 1, config.adapter)
+
+    @property
+    def description(self) -> str:
+        return describe(self.config)
+
+    def generate(self, requests: Sequence[ChatRequest]) -> list[Completion]:
+        results: list[Completion | None] = [None] * len(requests)
+        for continues in (True, False):
+            indices = [i for i, r in enumerate(requests) if r.continues_final_message == continues]
+            if not indices:
+                continue
+            outputs = self._llm.chat(
+                [requests[i].messages for i in indices],
+                [_sampling(requests[i]) for i in indices],
+                use_tqdm=False,
+                lora_request=self._lora,
+                add_generation_prompt=not continues,
+                continue_final_message=continues,
+            )
+            for i, output in zip(indices, outputs, strict=True):
+                best = output.outputs[0]
+                results[i] = Completion(best.text, len(output.prompt_token_ids), len(best.token_ids))
+        return [r for r in results if r is not None]
+
+    def close(self) -> None:
+        del self._llm
+
+
+def _sampling(request: ChatRequest):
+    from vllm import SamplingParams
+
+    return SamplingParams(temperature=0.0, max_tokens=request.max_tokens, stop=list(request.stop))
+
+
+def describe(config: EngineConfig) -> str:
+    name = os.path.basename(config.model.rstrip("/")) or config.model
+    return f"{name} + adapter {os.path.basename(config.adapter)}" if config.adapter else name

@@ -1,0 +1,64 @@
+"""Turning a model's answer into revised code, or into a reason there is none."""
+
+from __future__ import annotations
+
+import re
+import textwrap
+
+from model.schema import NoRevision, Revision, RevisionOutcome
+
+_FENCE = re.compile(r"^(?P<fence>`{3,}|~{3,})[^\n`]*\n(?P<body>.*?)^(?P=fence)[ \t]*$", re.S | re.M)
+_OPEN_FENCE = re.compile(r"^(`{3,}|~{3,})[^\n`]*\n", re.M)
+
+
+def extract_code(answer: str) -> str:
+    """The code in an answer: the first complete fenced block, else the text after an
+    opening fence, else the whole answer (as from a prompt that opened the fence itself)."""
+    match = _FENCE.search(answer)
+    if match:
+        return match.group("body")
+    opened = _OPEN_FENCE.search(answer)
+    if opened:
+        return answer[opened.end():]
+    return answer
+
+
+def common_indent(code: str) -> str:
+    lines = [line for line in code.splitlines() if line.strip()]
+    if not lines:
+        return ""
+    prefix = lines[0][: len(lines[0]) - len(lines[0].lstrip())]
+    for line in lines[1:]:
+        while not line.startswith(prefix):
+            prefix = prefix[:-1]
+    return prefix
+
+
+def reindent(code: str, like: str) -> str:
+    """Give `code` the common indentation of `like`, keeping its own relative indentation."""
+    body = textwrap.dedent(code)
+    return textwrap.indent(body, common_indent(like))
+
+
+def revised_code(answer: str, original: str) -> str:
+    """The revised code in an answer, with the original's indentation ("" if none)."""
+    code = extract_code(answer).strip("\n")
+    if not code.strip():
+        return ""
+    code = reindent(code, original)
+    return code + "\n" if original.endswith("\n") else code
+
+
+def same_code(a: str, b: str) -> bool:
+    """Equal up to whitespace runs: the comparison CodeReviewer's Exact Match makes."""
+    return a.split() == b.split()
+
+
+def parse_revision(answer: str, original: str) -> RevisionOutcome:
+    """Parse an answer into a `Revision`; never raises on bad model output."""
+    code = revised_code(answer, original)
+    if not code:
+        return NoRevision("the model returned no code")
+    if same_code(code, original):
+        return NoRevision("the model returned the original code unchanged")
+    return Revision(code)

@@ -1,0 +1,52 @@
+"""The domain objects that flow through Revisor, from datasets and diffs to suggestions."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class RevisionTask:
+    """Code to revise and the review comment to follow ("" asks for an unprompted review)."""
+
+    code: str
+    comment: str
+    language: str = ""
+
+
+@dataclass(frozen=True)
+class Example:
+    """One review-to-revision pair from a dataset.
+
+    `peers` maps a published system's name to its stored prediction for this record,
+    so benchmarks can score it with the same metric code on the same rows.
+    """
+
+    id: str
+    code_before: str
+    comment: str
+    code_after: str
+    language: str = ""
+    peers: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def task(self) -> RevisionTask:
+        return RevisionTask(self.code_before, self.comment, self.language)
+
+
+@dataclass(frozen=True)
+class Revision:
+    """The model's revised code, re-indented to match the original."""
+
+    code: str
+
+
+@dataclass(frozen=True)
+class NoRevision:
+    """The model proposed nothing usable; `reason` says why."""
+
+    reason: str
+
+
+RevisionOutcome = Revision | NoRevision

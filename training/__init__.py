@@ -1,0 +1,1 @@
+"""Datasets, LoRA fine-tuning, offline evaluation (Exact Match) and reports."""

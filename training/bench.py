@@ -1,0 +1,235 @@
+"""`revisor bench`: Exact Match of Revisor's strategies and engines beside published systems."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import psutil
+from tqdm import tqdm
+
+from model.engines.base import Engine
+from model.errors import RevisorError
+from model.prompts import STRATEGIES, PromptStrategy
+from model.reviser import Reviser
+from model.schema import Example
+from training.datasets import load_dataset
+from training.metrics import exact_match, score_system
+from training.report import render_report
+
+CHUNK = 32  # requests handed to the engine at once: large enough to batch, small for progress
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    dataset: str
+    strategies: list[str]
+    engines: list[str]
+    output: str = "runs/bench"
+    limit: int | None = None
+    model: str | None = None
+    adapter: str | None = None
+    base_url: str | None = None
+    api_key: str = "EMPTY"
+    persona: bool = False
+    pool: str = ""
+    shots: int = 3
+    compile: bool = True
+    prefix_cache: bool = True
+    bounded: bool = True
+    batch_size: int = 8
+    skip_malformed: bool = False
+
+    def __post_init__(self):
+        from model.engines.registry import ENGINES
+
+        for name in self.strategies:
+            if name not in STRATEGIES:
+                raise RevisorError(f"unknown strategy {name!r}: choose from {', '.join(STRATEGIES)}")
+        for name in self.engines:
+            if name not in ENGINES:
+                raise RevisorError(f"unknown engine {name!r}: choose from {', '.join(ENGINES)}")
+        if "few-shot" in self.strategies and _same_file(self.pool, self.dataset):
+            raise RevisorError("the few-shot --pool is the benchmark dataset itself: pick another pool")
+
+    @classmethod
+    def from_options(cls, options: dict) -> BenchConfig:
+        options = dict(options)
+        options["strategies"] = _split(options["strategies"])
+        options["engines"] = _split(options["engines"])
+        return cls(**options)
+
+    def system_name(self, strategy: str, engine: str) -> str:
+        name = f"revisor/{strategy}" + ("+persona" if self.persona else "")
+        return name + (f"@{engine}" if len(self.engines) > 1 else "")
+
+
+@dataclass
+class Run:
+    """One (engine, strategy) pass over the records."""
+
+    system: str
+    engine: str
+    strategy: str
+    predictions: list[str] = field(default_factory=list)
+    startup_s: float = 0.0
+    wall_s: float = 0.0
+    output_tokens: int = 0
+    prompt_tokens: int = 0
+    peak_rss_mib: float = 0.0
+
+    def throughput(self, n: int) -> dict:
+        return {
+            "engine": self.engine,
+            "strategy": self.strategy,
+            "examples": n,
+            "wall_s": round(self.wall_s, 2),
+            "engine_startup_s": round(self.startup_s, 2),
+            "examples_per_s": round(n / self.wall_s, 3) if self.wall_s else None,
+            "seconds_per_example": round(self.wall_s / n, 3),
+            "output_tokens_per_s": round(self.output_tokens / self.wall_s, 1) if self.wall_s else None,
+            "prompt_tokens": self.prompt_tokens,
+            "output_tokens": self.output_tokens,
+            "peak_rss_mib": round(self.peak_rss_mib, 1),
+        }
+
+
+class PeakMemory:
+    """Peak resident memory of this process and its children (vLLM's engine runs in one)."""
+
+    def __init__(self, interval_s: float = 0.2):
+        self.interval_s = interval_s
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        me = psutil.Process()
+        while not self._stop.is_set():
+            total = 0
+            for proc in [me, *me.children(recursive=True)]:
+                with contextlib.suppress(psutil.Error):
+                    total += proc.memory_info().rss
+            self.peak = max(self.peak, total)
+            self._stop.wait(self.interval_s)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def mib(self) -> float:
+        return self.peak / 2**20
+
+
+def run_bench(
+    config: BenchConfig,
+    strategies: dict[str, PromptStrategy],
+    make_engine: Callable[[str], Engine],
+) -> str:
+    """Run every (engine, strategy), score them and the peers, write the report; return its table.
+
+    `make_engine` builds an engine by name; each is closed before the next starts.
+    """
+    dataset = load_dataset(config.dataset, skip_malformed=config.skip_malformed)
+    examples = dataset.examples[: config.limit]
+    if not examples:
+        raise RevisorError(f"{config.dataset} holds no records to score")
+    runs = []
+    for engine_name in config.engines:
+        started = time.perf_counter()
+        with PeakMemory() as memory:
+            engine = make_engine(engine_name)
+            startup = time.perf_counter() - started
+            for name, strategy in strategies.items():
+                run = Run(config.system_name(name, engine_name), engine_name, name, startup_s=startup)
+                reviser = Reviser(engine, strategy, bounded=config.bounded)
+                _generate(run, reviser, examples)
+                run.peak_rss_mib = memory.mib
+                runs.append(run)
+            engine.close()
+    return _write(config, examples, runs, dataset.skipped)
+
+
+def _generate(run: Run, reviser, examples: list[Example]) -> None:
+    bar = tqdm(total=len(examples), desc=run.system, unit="ex", leave=True)
+    start = time.perf_counter()
+    for i in range(0, len(examples), CHUNK):
+        chunk = examples[i : i + CHUNK]
+        for answer in reviser.revise([e.task for e in chunk]):
+            run.predictions.append(answer.code)
+            run.output_tokens += answer.completion.output_tokens
+            run.prompt_tokens += answer.completion.prompt_tokens
+        bar.update(len(chunk))
+        run.wall_s = time.perf_counter() - start
+    bar.close()
+
+
+def _write(config: BenchConfig, examples: list[Example], runs: list[Run], skipped: list[str]) -> str:
+    output = Path(config.output)
+    output.mkdir(parents=True, exist_ok=True)
+    systems: dict[str, list[str]] = {run.system: run.predictions for run in runs}
+    for peer in sorted({p for e in examples for p in e.peers}):
+        if all(peer in e.peers for e in examples):
+            systems[peer] = [e.peers[peer] for e in examples]
+    scores = [score_system(name, examples, predictions) for name, predictions in systems.items()]
+    with (output / "predictions.jsonl").open("w", encoding="utf-8") as out:
+        for name, predictions in systems.items():
+            for example, prediction in zip(examples, predictions, strict=True):
+                out.write(json.dumps({
+                    "id": example.id, "system": name, "prediction": prediction,
+                    "reference": example.code_after,
+                    "exact_match": exact_match(prediction, example.code_after),
+                }) + "\n")
+    n = len(examples)
+    throughput = {run.system: run.throughput(n) for run in runs}
+    metrics = {
+        "dataset": config.dataset,
+        "n": n,
+        "skipped_records": skipped,
+        "systems": [asdict(s) for s in scores],
+        "throughput": throughput,
+        "ratios": ratios(runs, n),
+        "config": asdict(config),
+    }
+    (output / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    return render_report(output, metrics, scores)
+
+
+def ratios(runs: list[Run], n: int) -> dict[str, float]:
+    """Side-by-side figures from the same run: engine speed-ups and few-shot's cost."""
+    by_key = {(run.engine, run.strategy): run for run in runs}
+    found = {}
+    engines = list(dict.fromkeys(run.engine for run in runs))
+    for strategy in dict.fromkeys(run.strategy for run in runs):
+        for other in engines[1:]:
+            first, second = by_key.get((engines[0], strategy)), by_key.get((other, strategy))
+            if first and second and first.wall_s and second.wall_s:
+                found[f"{strategy}: {engines[0]} / {other} examples per second"] = round(
+                    second.wall_s / first.wall_s, 2)
+    for engine in engines:
+        few, zero = by_key.get((engine, "few-shot")), by_key.get((engine, "zero-shot"))
+        if few and zero and zero.wall_s:
+            found[f"{engine}: few-shot / zero-shot time per example"] = round(few.wall_s / zero.wall_s, 2)
+    return found
+
+
+def _split(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return False
+
