@@ -50,8 +50,8 @@ class Diff:
                     if line is not None and line.is_added:
                         run.append(line)
                     elif run:
-                        chunks = [_region(patched.path, c) for c in _chunks(run, max_lines)]
-                        regions.extend(r for r in chunks if r.code.strip())
+                        chunks = [_trimmed(c) for c in _chunks(run, max_lines)]
+                        regions.extend(_region(patched.path, c) for c in chunks if c)
                         run = []
         return regions
 
@@ -78,6 +78,12 @@ def _chunks(lines: list, max_lines: int) -> list[list]:
         chunks.append(lines[:cut])
         lines = lines[cut:]
     return [*chunks, lines] if lines else chunks
+
+
+def _trimmed(lines: list) -> list:
+    """Without blank lines at either end."""
+    filled = [i for i, line in enumerate(lines) if line.value.strip()]
+    return lines[filled[0] : filled[-1] + 1] if filled else []
 
 
 def _region(path: str, lines: list) -> Region:

@@ -16,11 +16,15 @@ def extract_code(answer: str) -> str:
     opening fence, else the whole answer (as from a prompt that opened the fence itself)."""
     match = _FENCE.search(answer)
     if match:
-        return match.group("body")
-    opened = _OPEN_FENCE.search(answer)
-    if opened:
-        return answer[opened.end():]
-    return answer
+        code = match.group("body")
+    elif opened := _OPEN_FENCE.search(answer):
+        code = answer[opened.end() :]
+    else:
+        code = answer
+    # A model continuing a prefilled fence sometimes opens it once more.
+    while (again := _OPEN_FENCE.match(code)) and again.group(0).strip("`~\n").isidentifier():
+        code = code[again.end() :]
+    return code
 
 
 def common_indent(code: str) -> str:

@@ -1,0 +1,30 @@
+"""A scripted engine for fast tests of the pipeline's logic (real engines are tested too)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from model.engines.base import ChatRequest, Completion
+
+
+class FakeEngine:
+    """Answers each request with `answer(code_under_review)`; records every request."""
+
+    description = "fake"
+
+    def __init__(self, answer: Callable[[str], str]):
+        self.answer = answer
+        self.requests: list[ChatRequest] = []
+
+    def generate(self, requests: Sequence[ChatRequest]) -> list[Completion]:
+        self.requests.extend(requests)
+        out = []
+        for request in requests:
+            query = request.messages[-2]["content"]
+            code = query.split("\n", 1)[1].split("\n```", 1)[0].split("\n", 1)[1]
+            text = self.answer(code)
+            out.append(Completion(text, len(query), len(text)))
+        return out
+
+    def close(self) -> None:
+        pass

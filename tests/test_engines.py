@@ -1,0 +1,77 @@
+"""The real engines on the embedded model: in-process vLLM, `vllm serve` over HTTP, transformers."""
+
+import pytest
+
+from model.engines.base import ChatRequest, EngineConfig
+from model.engines.openai_http import OpenAIEngine
+from model.errors import EngineUnavailableError
+from model.prompts import STOP, ZeroShot
+from model.reviser import Reviser
+from model.schema import Revision, RevisionTask
+from tests.conftest import SERVED_NAME
+
+pytestmark = pytest.mark.slow
+
+TASKS = [
+    RevisionTask("def read(path):\n    f = open(path)\n    data = f.read()\n    f.close()\n    return data\n",
+                 "use a context manager here", "py"),
+    RevisionTask("for (int i = 0; i < items.size(); i++) {\n    total += items.get(i);\n}\n",
+                 "use an enhanced for loop", "java"),
+    RevisionTask("if x == None:\n    return\n", "compare to None with `is`", "py"),
+]
+
+
+def requests():
+    return [Reviser(None, ZeroShot()).request(task) for task in TASKS]  # type: ignore[arg-type]
+
+
+def test_vllm_engine_answers_every_request_within_its_bounds(vllm_engine):
+    completions = vllm_engine.generate(requests())
+    assert len(completions) == len(TASKS)
+    for request, completion in zip(requests(), completions, strict=True):
+        assert 0 < completion.output_tokens <= request.max_tokens
+        assert completion.prompt_tokens > 50
+        assert STOP[0] not in completion.text
+
+
+def test_context_manager_revision_from_the_embedded_model(vllm_engine):
+    answer = Reviser(vllm_engine, ZeroShot()).revise(TASKS[:1])[0]
+    assert isinstance(answer.outcome, Revision)
+    assert "with open(path" in answer.outcome.code
+
+
+def test_openai_engine_against_vllm_serve_matches_in_process_vllm(vllm_engine, vllm_server):
+    served = OpenAIEngine(EngineConfig(model=SERVED_NAME, base_url=vllm_server, concurrency=2))
+    remote = served.generate(requests())
+    local = vllm_engine.generate(requests())
+    assert [c.text for c in remote] == [c.text for c in local]
+    assert [c.output_tokens for c in remote] == [c.output_tokens for c in local]
+    assert [c.prompt_tokens for c in remote] == [c.prompt_tokens for c in local]
+
+
+def test_openai_engine_finds_the_served_model_by_itself(vllm_server):
+    engine = OpenAIEngine(EngineConfig(model="", base_url=vllm_server))
+    assert engine.generate(requests()[:1])[0].output_tokens > 0
+    assert engine.description == f"{SERVED_NAME} at {vllm_server}"
+
+
+def test_openai_engine_errors_name_the_fix(vllm_server):
+    unknown = OpenAIEngine(EngineConfig(model="no-such-model", base_url=vllm_server, retries=0))
+    with pytest.raises(EngineUnavailableError, match="does not serve 'no-such-model'"):
+        unknown.generate(requests()[:1])
+    closed = OpenAIEngine(EngineConfig(model="m", base_url="http://127.0.0.1:9/v1", retries=0, timeout_s=2))
+    with pytest.raises(EngineUnavailableError, match="cannot reach the model server"):
+        closed.generate(requests()[:1])
+
+
+def test_transformers_engine_uses_the_same_prompts(embedded_model):
+    from model.engines.hf import TransformersEngine
+
+    engine = TransformersEngine(EngineConfig(model=embedded_model, batch_size=2))
+    completions = engine.generate(requests())
+    assert len(completions) == len(TASKS)
+    for request, completion in zip(requests(), completions, strict=True):
+        assert 0 < completion.output_tokens <= request.max_tokens
+        assert STOP[0] not in completion.text
+    answer = Reviser(engine, ZeroShot()).revise(TASKS[:1])[0]
+    assert "with open(path" in answer.outcome.code

@@ -1,0 +1,39 @@
+from model.parsing import extract_code, parse_revision, reindent
+from model.schema import NoRevision, Revision
+
+ORIGINAL = "    f = open(p)\n    data = f.read()\n"
+
+
+def test_continued_fence_stopped_at_closing_fence():
+    outcome = parse_revision("```python\nwith open(p) as f:\n    data = f.read()\n", ORIGINAL)
+    assert outcome == Revision("    with open(p) as f:\n        data = f.read()\n")
+
+
+def test_fenced_answer_with_prose_around_it():
+    answer = "Sure! Here it is:\n```py\nwith open(p) as f:\n    data = f.read()\n```\nThis closes the file."
+    assert parse_revision(answer, ORIGINAL) == Revision("    with open(p) as f:\n        data = f.read()\n")
+
+
+def test_unfenced_answer_is_taken_whole():
+    assert extract_code("x = 2\n") == "x = 2\n"
+    assert parse_revision("x = 2", "x = 1") == Revision("x = 2")
+
+
+def test_tilde_fences_and_longer_fences():
+    assert extract_code("~~~\na\n~~~") == "a\n"
+    assert extract_code("````\nuse ```x```\n````") == "use ```x```\n"
+
+
+def test_empty_or_unchanged_answers_are_no_revision():
+    assert isinstance(parse_revision("", ORIGINAL), NoRevision)
+    assert isinstance(parse_revision("```python\n\n```", ORIGINAL), NoRevision)
+    unchanged = parse_revision("```\nf = open(p)\ndata =  f.read()\n```", ORIGINAL)
+    assert unchanged == NoRevision("the model returned the original code unchanged")
+
+
+def test_reindent_keeps_relative_indentation():
+    assert reindent("if a:\n    b()\n", "\t\tx\n") == "\t\tif a:\n\t\t    b()\n"
+
+
+def test_a_repeated_opening_fence_after_the_prefill_is_dropped():
+    assert extract_code("```python\n```python\nx = 2\n```") == "x = 2\n"
