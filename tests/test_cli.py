@@ -1,0 +1,110 @@
+"""The `revisor` command as a user runs it: real processes, real files, one-line errors."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, shared_path
+
+DEMO = str(ROOT / "examples" / "demo.diff")
+
+
+def revisor(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bot.cli", *args], input=stdin, capture_output=True,
+                          cwd=ROOT, timeout=600)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, fragment: str) -> None:
+    err = result.stderr.decode()
+    assert result.returncode != 0
+    assert fragment in err
+    assert "Traceback" not in err
+    assert err.strip().count("\n") == 0, err
+
+
+def test_help_explains_every_command():
+    out = revisor("--help").stdout.decode()
+    for command in ("revise", "review", "bench", "prepare-model"):
+        assert command in out
+    review_help = revisor("review", "--help").stdout.decode()
+    assert "PATH:LINE[-END]=TEXT" in review_help and "--max-regions" in review_help
+
+
+def test_empty_diff(tmp_path):
+    (tmp_path / "empty.diff").write_text("")
+    assert_one_line_error(revisor("review", "--diff", str(tmp_path / "empty.diff")), "the diff is empty")
+
+
+def test_binary_and_non_utf8_input(tmp_path):
+    (tmp_path / "latin1.py").write_bytes("x = 'caf\xe9'\n".encode("latin-1"))
+    assert_one_line_error(revisor("revise", "-c", "x", str(tmp_path / "latin1.py")), "not UTF-8 text")
+    (tmp_path / "blob.bin").write_bytes(b"\x00\x01\x02")
+    assert_one_line_error(revisor("revise", "-c", "x", str(tmp_path / "blob.bin")), "binary file")
+
+
+def test_missing_files_and_models(tmp_path):
+    assert_one_line_error(revisor("revise", "-c", "x", str(tmp_path / "nope.py")), "cannot read")
+    assert_one_line_error(revisor("bench", "--dataset", str(tmp_path / "nope.jsonl")), "not found")
+    code = tmp_path / "a.py"
+    code.write_text("x = 1\n")
+    assert_one_line_error(revisor("revise", "-c", "x", "--model", str(tmp_path / "no-model"), str(code)),
+                          "not found")
+    assert_one_line_error(revisor("revise", "-c", "x", "--adapter", str(tmp_path), str(code)),
+                          "not a PEFT adapter")
+
+
+def test_comment_outside_the_diff_fails_before_the_model_starts():
+    result = revisor("review", "--diff", DEMO, "--comment", "app/storage.py:90=nit")
+    assert_one_line_error(result, "not within one hunk")
+
+
+def test_server_that_does_not_answer(tmp_path):
+    code = tmp_path / "a.py"
+    code.write_text("x = 1\n")
+    result = revisor("revise", "-c", "x", "--engine", "openai", "--base-url", "http://127.0.0.1:9/v1",
+                     str(code))
+    assert_one_line_error(result, "cannot reach the model server at http://127.0.0.1:9/v1")
+
+
+def test_few_shot_pool_must_not_be_the_benchmark_set():
+    test_set = str(shared_path("datasets/codereviewer/test.jsonl"))
+    result = revisor("bench", "--dataset", test_set, "--strategy", "few-shot", "--pool", test_set)
+    assert_one_line_error(result, "is the benchmark dataset itself")
+
+
+@pytest.mark.slow
+def test_review_answers_a_comment_through_vllm_serve(vllm_server):
+    result = revisor("review", "--engine", "openai", "--base-url", vllm_server, "--diff", DEMO,
+                     "--comment", "app/storage.py:11-13=use a context manager here", "--format", "json")
+    assert result.returncode == 0, result.stderr.decode()
+    data = json.loads(result.stdout)
+    assert data["regions_reviewed"] == 1
+    [suggestion] = data["suggestions"]
+    assert (suggestion["path"], suggestion["start_line"], suggestion["line"]) == ("app/storage.py", 11, 13)
+    assert "with open(path" in suggestion["replacement"]
+    assert suggestion["rationale"] == "use a context manager here"
+
+
+@pytest.mark.slow
+def test_review_from_stdin_reports_budget(vllm_server):
+    result = revisor("review", "--engine", "openai", "--base-url", vllm_server, "--max-regions", "1",
+                     stdin=Path(DEMO).read_bytes() + Path(DEMO).read_bytes().replace(b"app/", b"lib/"))
+    assert result.returncode == 0, result.stderr.decode()
+    out = result.stdout.decode()
+    assert "from 1 region(s) reviewed" in out
+    assert "Budget: 1 region(s) not reviewed:\n  lib/storage.py:10-20: over --max-regions 1" in out
+
+
+@pytest.mark.slow
+def test_revise_prints_a_unified_diff(vllm_server, tmp_path):
+    code = tmp_path / "io.py"
+    code.write_text("def read(path):\n    f = open(path)\n    data = f.read()\n    f.close()\n    return data\n")
+    result = revisor("revise", "--engine", "openai", "--base-url", vllm_server, "--diff",
+                     "-c", "use a context manager here", str(code))
+    assert result.returncode == 0, result.stderr.decode()
+    out = result.stdout.decode()
+    assert out.startswith(f"--- a/{code}\n+++ b/{code}\n@@")
+    assert "+    with open(path" in out
