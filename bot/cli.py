@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import json
 import os
 import sys
 from pathlib import Path
@@ -219,6 +220,92 @@ def bench(**options) -> None:
             prefix_caching=config.prefix_cache, batch_size=config.batch_size))
 
     click.echo(run_bench(config, strategies, engine), nl=False)
+
+
+@cli.command()
+@click.option("--data", "data", multiple=True, required=True,
+              help="Training pairs (.jsonl CodeReviewer or .csv Tufano); repeatable.")
+@click.option("--output", required=True, type=click.Path(file_okay=False),
+              help="Directory for the adapter, its metadata and checkpoints.")
+@click.option("--model", default=None, help="Base model [default: the embedded SmolLM2-135M-Instruct].")
+@click.option("--eval-data", default=None, help="Held-out pairs: Exact Match before and after training.")
+@click.option("--eval-limit", default=200, show_default=True, type=click.IntRange(1))
+@click.option("--method", type=click.Choice(["lora", "dora"]), default="lora", show_default=True,
+              help="DoRA adapters load in peft (--engine transformers); vLLM serves LoRA only.")
+@click.option("--rank", default=16, show_default=True, type=int,
+              help="LoRA rank (the paper's open-model setting: 16).")
+@click.option("--alpha", default=8, show_default=True, type=int, help="LoRA alpha (the paper's: 8).")
+@click.option("--dropout", default=0.05, show_default=True, type=float)
+@click.option("--target-modules", default="q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj",
+              show_default=True, help="Comma-separated module names to adapt.")
+@click.option("--epochs", default=1.0, show_default=True, type=float)
+@click.option("--max-steps", default=-1, show_default=True, type=int, help="Overrides --epochs when > 0.")
+@click.option("--learning-rate", default=2e-4, show_default=True, type=float)
+@click.option("--batch-size", default=4, show_default=True, type=click.IntRange(1))
+@click.option("--grad-accum", default=4, show_default=True, type=click.IntRange(1),
+              help="Gradient accumulation steps.")
+@click.option("--max-length", default=512, show_default=True, type=click.IntRange(16),
+              help="Longer records are skipped (and counted).")
+@click.option("--seed", default=42, show_default=True, type=int)
+@click.option("--save-steps", default=25, show_default=True, type=click.IntRange(1),
+              help="Checkpoint every N optimizer steps.")
+@click.option("--resume", is_flag=True, help="Continue from the last checkpoint in --output.")
+def train(data, output, model, eval_data, eval_limit, target_modules, **hyper) -> None:
+    """Fine-tune a LoRA (or DoRA) adapter on review-to-revision pairs.
+
+    Training uses the fine-tuned prompt format and computes the loss on the revised code only.
+    Multi-GPU: `accelerate launch -m bot.cli train ...` with the same options.
+    """
+    from training.datasets import load_dataset
+    from training.lora import TrainConfig, check_output, file_digest
+    from training.lora import train as run_training
+
+    config = TrainConfig(data=list(data), output=output, model=model or "", eval_data=eval_data,
+                         eval_limit=eval_limit, target_modules=target_modules.split(","), **hyper)
+    base = resolve_model(model)
+    check_output(config, base)
+    examples, sources = [], []
+    for path in data:
+        loaded = load_dataset(path).examples
+        examples += loaded
+        sources.append({"path": path, "sha256": file_digest(path), "rows": len(loaded)})
+    if not examples:
+        raise RevisorError(f"{', '.join(data)} hold no records to train on")
+    held_out = load_dataset(eval_data).examples[:eval_limit] if eval_data else []
+
+    def evaluate(adapter) -> float:
+        from training.metrics import score_system
+
+        strategy = "fine-tuned" if adapter else "zero-shot"
+        engine = make_engine("vllm", EngineConfig(model=base, adapter=str(adapter) if adapter else None))
+        answers = Reviser(engine, make_strategy(strategy)).revise([e.task for e in held_out])
+        engine.close()
+        score = score_system(strategy, held_out, [a.code for a in answers]).exact_match
+        click.echo(f"held-out Exact Match ({'adapter' if adapter else 'base, zero-shot'}): {score:.1%}")
+        return score
+
+    metadata = run_training(config, base, examples, sources, evaluate if held_out else None)
+    click.echo(json.dumps({k: v for k, v in metadata.items() if k != "config"}, indent=2))
+
+
+@cli.group()
+def data() -> None:
+    """Prepare datasets."""
+
+
+@data.command("split")
+@click.argument("pools", nargs=-1, required=True)
+@click.option("--output", required=True, type=click.Path(file_okay=False))
+@click.option("--dev-size", default=200, show_default=True, type=click.IntRange(1))
+@click.option("--seed", default=13, show_default=True, type=int)
+def data_split(pools, output, dev_size, seed) -> None:
+    """Merge POOLS, de-duplicate, and write a reproducible train.jsonl / dev.jsonl split.
+
+    Test sets (files named test.*) are refused: they are for benchmarking only.
+    """
+    from training.splits import split_pools
+
+    click.echo(json.dumps(split_pools(list(pools), output, dev_size, seed), indent=2))
 
 
 def main() -> None:

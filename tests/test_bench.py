@@ -1,6 +1,7 @@
 """`revisor bench` end to end on real records with the real in-process vLLM engine."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -41,7 +42,7 @@ def test_bench_scores_strategies_beside_peers_and_writes_the_report(vllm_engine,
         assert system["n"] == 6
         assert 0.0 <= system["exact_match"] <= 1.0 and 0.0 <= system["unchanged"] <= 1.0
     peers = {s["name"]: s for s in metrics["systems"]}
-    stored = [json.loads(line) for line in open(dataset)][:6]
+    stored = [json.loads(line) for line in Path(dataset).read_text().splitlines()][:6]
     assert peers["codereviewer"]["exact_match"] == pytest.approx(sum(r["model_em"] for r in stored) / 6)
     assert peers["chatgpt"]["exact_match"] == pytest.approx(sum(r["gpt_em"] for r in stored) / 6)
     for name in ("revisor/zero-shot", "revisor/few-shot"):

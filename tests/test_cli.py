@@ -101,7 +101,8 @@ def test_review_from_stdin_reports_budget(vllm_server):
 @pytest.mark.slow
 def test_revise_prints_a_unified_diff(vllm_server, tmp_path):
     code = tmp_path / "io.py"
-    code.write_text("def read(path):\n    f = open(path)\n    data = f.read()\n    f.close()\n    return data\n")
+    code.write_text("def read(path):\n    f = open(path)\n    data = f.read()\n"
+                    "    f.close()\n    return data\n")
     result = revisor("revise", "--engine", "openai", "--base-url", vllm_server, "--diff",
                      "-c", "use a context manager here", str(code))
     assert result.returncode == 0, result.stderr.decode()

@@ -38,7 +38,8 @@ def test_malformed_row_names_file_line_and_field(tmp_path):
 
 def test_tufano_csv(tmp_path):
     path = tmp_path / "t.csv"
-    path.write_text(',comment,before,before_marked,after\n0,"use x","int a;\n","START int a; END","int x;\n"\n')
+    path.write_text(',comment,before,before_marked,after\n'
+                    '0,"use x","int a;\n","START int a; END","int x;\n"\n')
     example = load_dataset(path).examples[0]
     assert (example.comment, example.code_before, example.code_after, example.language) == (
         "use x", "int a;\n", "int x;\n", "java")

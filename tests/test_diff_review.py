@@ -55,7 +55,8 @@ def reviser(answer):
 
 
 def test_comment_is_revised_into_a_suggestion_on_exactly_those_lines():
-    rev, engine = reviser(lambda code: "```python\nwith open(path, 'w') as f:\n    f.write(json.dumps(settings))\n```")
+    answer = "```python\nwith open(path, 'w') as f:\n    f.write(json.dumps(settings))\n```"
+    rev, engine = reviser(lambda code: answer)
     comment = LineComment("app/storage.py", 11, 13, "use a context manager")
     result = review(parse_diff(DEMO), rev, [comment], Budget())
     assert len(result.suggestions) == 1
@@ -79,7 +80,7 @@ def test_budget_reports_what_it_leaves_out_and_binary_files():
     rev, engine = reviser(lambda code: code.upper())
     diff = parse_diff(DEMO + BINARY)
     all_regions = diff.changed_regions()
-    result = review(diff, rev, [], Budget(max_regions=0 or 1))
+    result = review(diff, rev, [], Budget(max_regions=1))
     assert result.regions_reviewed == 1 == len(engine.requests)
     assert len(result.over_budget) == len(all_regions) - 1
     assert result.skipped_files == [("logo.png", "binary file")]

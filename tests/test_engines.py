@@ -2,7 +2,7 @@
 
 import pytest
 
-from model.engines.base import ChatRequest, EngineConfig
+from model.engines.base import EngineConfig
 from model.engines.openai_http import OpenAIEngine
 from model.errors import EngineUnavailableError
 from model.prompts import STOP, ZeroShot

@@ -5,7 +5,8 @@ from model.schema import Example, RevisionTask
 POOL = [
     Example("1", "f = open(p)\nf.close()", "use a context manager", "with open(p) as f:\n    pass", "py"),
     Example("2", "int count = 0;", "make it final", "final int count = 0;", "java"),
-    Example("3", "for i in range(len(xs)):\n    print(xs[i])", "iterate directly", "for x in xs:\n    print(x)", "py"),
+    Example("3", "for i in range(len(xs)):\n    print(xs[i])", "iterate directly",
+            "for x in xs:\n    print(x)", "py"),
 ]
 
 
