@@ -170,7 +170,6 @@ def train(config: TrainConfig, base_model: str, train_examples: list[Example], s
         seed=config.seed,
         data_seed=config.seed,
         report_to=[],
-        group_by_length=True,
         remove_unused_columns=False,
     )
     mean_tokens = sum(len(r["input_ids"]) for r in rows) / len(rows)

@@ -1,0 +1,114 @@
+"""LoRA training on the CPU with the embedded model: the adapter loads in vLLM and peft."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from model.engines.base import EngineConfig
+from model.prompts import FineTunedFormat
+from model.reviser import Reviser
+from tests.conftest import ROOT, shared_path
+from tests.test_cli import assert_one_line_error, revisor
+from training.datasets import load_dataset
+from training.splits import split_pools
+
+
+@pytest.fixture(scope="session")
+def tiny_split(tmp_path_factory):
+    out = tmp_path_factory.mktemp("split")
+    split_pools([str(shared_path("datasets/codereviewer/train.jsonl"))], str(out), dev_size=200, seed=13)
+    small = out / "small.jsonl"
+    small.write_text("".join((out / "train.jsonl").read_text().splitlines(keepends=True)[:16]))
+    return out
+
+
+def train_args(data, output, *extra):
+    return ("train", "--data", str(data), "--output", str(output), "--max-steps", "4",
+            "--batch-size", "2", "--grad-accum", "1", "--save-steps", "2", "--learning-rate", "2e-3",
+            "--max-length", "384", *extra)
+
+
+@pytest.fixture(scope="session")
+def adapter(tiny_split, tmp_path_factory):
+    output = tmp_path_factory.mktemp("adapter") / "a"
+    result = revisor(*train_args(tiny_split / "small.jsonl", output))
+    assert result.returncode == 0, result.stderr.decode()[-3000:]
+    return output
+
+
+def test_split_is_reproducible_deduplicated_and_held_out(tiny_split, tmp_path):
+    again = tmp_path / "again"
+    summary = split_pools([str(shared_path("datasets/codereviewer/train.jsonl"))], str(again), 200, 13)
+    assert summary["dev"] == 200 and summary["train"] + summary["dev"] + summary["duplicates_dropped"] == 1596
+    assert (again / "dev.jsonl").read_text() == (tiny_split / "dev.jsonl").read_text()
+    dev = {e.code_before + e.comment for e in load_dataset(again / "dev.jsonl").examples}
+    assert not dev & {e.code_before + e.comment for e in load_dataset(again / "train.jsonl").examples}
+
+
+def test_bad_training_input_fails_before_training(tmp_path, tiny_split):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    assert_one_line_error(revisor(*train_args(empty, tmp_path / "o1")), "hold no records")
+    rank_12 = revisor(*train_args(tiny_split / "small.jsonl", tmp_path / "o2", "--rank", "12"))
+    assert_one_line_error(rank_12, "cannot be served by vLLM")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"old": " a", "new": " b"}\n')
+    assert_one_line_error(revisor(*train_args(bad, tmp_path / "o3")), "bad.jsonl:1: missing field 'review'")
+
+
+@pytest.mark.slow
+def test_adapter_is_standard_peft_with_metadata(adapter, tiny_split):
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    assert (config["peft_type"], config["r"], config["lora_alpha"]) == ("LORA", 16, 8)
+    assert (adapter / "adapter_model.safetensors").stat().st_size > 1_000_000
+    meta = json.loads((adapter / "revisor_train.json").read_text())
+    assert meta["steps"] == 4 and meta["train_records"] == 16
+    assert meta["data"][0]["rows"] == 16 and len(meta["data"][0]["sha256"]) == 64
+    assert meta["train_tokens_per_s"] > 0
+    again = revisor(*train_args(tiny_split / "small.jsonl", adapter))
+    assert_one_line_error(again, "already holds an adapter")
+
+
+@pytest.mark.slow
+def test_vllm_and_peft_give_the_same_adapted_outputs_unlike_the_base(adapter, tiny_split, embedded_model):
+    from model.engines.hf import TransformersEngine
+    from model.engines.vllm_local import VLLMEngine
+
+    tasks = [e.task for e in load_dataset(tiny_split / "small.jsonl").examples[:4]]
+    config = EngineConfig(model=embedded_model, adapter=str(adapter), dtype="float32", compile=False,
+                          max_lora_rank=16)
+    vllm = VLLMEngine(config)
+    with_vllm = [a.completion.text for a in Reviser(vllm, FineTunedFormat()).revise(tasks)]
+    vllm.close()
+    peft = TransformersEngine(config)
+    with_peft = [a.completion.text for a in Reviser(peft, FineTunedFormat()).revise(tasks)]
+    base = TransformersEngine(EngineConfig(model=embedded_model, dtype="float32"))
+    without = [a.completion.text for a in Reviser(base, FineTunedFormat()).revise(tasks)]
+    assert with_vllm == with_peft
+    assert with_peft != without
+
+
+@pytest.mark.slow
+def test_interrupted_run_resumes_to_the_same_step_count(tiny_split, tmp_path):
+    output = tmp_path / "resumed"
+    command = [sys.executable, "-m", "bot.cli", *train_args(tiny_split / "small.jsonl", output)]
+    run = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 600
+    while not (output / "checkpoints" / "checkpoint-2" / "trainer_state.json").exists():
+        assert run.poll() is None and time.monotonic() < deadline, "ended before its first checkpoint"
+        time.sleep(0.2)
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    assert not (output / "adapter_config.json").exists()
+    assert_one_line_error(revisor(*train_args(tiny_split / "small.jsonl", output)), "pass --resume")
+    result = revisor(*train_args(tiny_split / "small.jsonl", output, "--resume"))
+    assert result.returncode == 0, result.stderr.decode()[-3000:]
+    meta = json.loads((output / "revisor_train.json").read_text())
+    assert meta["steps"] == 4
+    from peft import PeftConfig
+
+    assert PeftConfig.from_pretrained(str(output)).r == 16
