@@ -249,6 +249,9 @@ def bench(**options) -> None:
 @click.option("--seed", default=42, show_default=True, type=int)
 @click.option("--save-steps", default=25, show_default=True, type=click.IntRange(1),
               help="Checkpoint every N optimizer steps.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
+              help="auto: bf16 mixed precision on GPUs that support it, fp32 elsewhere; bf16 also "
+                   "runs on CPUs with AMX/AVX512-BF16.")
 @click.option("--resume", is_flag=True, help="Continue from the last checkpoint in --output.")
 def train(data, output, model, eval_data, eval_limit, target_modules, **hyper) -> None:
     """Fine-tune a LoRA (or DoRA) adapter on review-to-revision pairs.

@@ -47,6 +47,7 @@ class TrainConfig:
     max_length: int = 512
     seed: int = 42
     save_steps: int = 25
+    precision: str = field(default="auto", metadata={"help": "auto: bf16 on GPUs that support it, else fp32"})
     resume: bool = False
 
     def __post_init__(self):
@@ -56,6 +57,8 @@ class TrainConfig:
             raise RevisorError(
                 f"--rank {self.rank} cannot be served by vLLM: choose one of "
                 f"{', '.join(map(str, VLLM_MAX_LORA_RANKS))}")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise RevisorError(f"--precision {self.precision!r}: choose auto, fp32 or bf16")
         if not self.data:
             raise RevisorError("--data: give at least one training file")
         for name, value in (("--epochs", self.epochs), ("--learning-rate", self.learning_rate),
@@ -147,9 +150,10 @@ def train(config: TrainConfig, base_model: str, train_examples: list[Example], s
     if evaluate is not None and config.eval_data:
         metadata["eval_exact_match_before"] = evaluate(None)
 
-    use_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    model = AutoModelForCausalLM.from_pretrained(
-        base_model, dtype=torch.bfloat16 if use_bf16 else torch.float32)
+    gpu_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    use_bf16 = config.precision == "bf16" or (config.precision == "auto" and gpu_bf16)
+    # Weights stay fp32; with bf16 the Trainer computes under autocast (mixed precision).
+    model = AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.float32)
     model = get_peft_model(model, LoraConfig(
         r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
         target_modules=config.target_modules, use_dora=config.method == "dora", task_type="CAUSAL_LM"))
@@ -167,6 +171,7 @@ def train(config: TrainConfig, base_model: str, train_examples: list[Example], s
         save_steps=config.save_steps,
         save_total_limit=2,
         bf16=use_bf16,
+        use_cpu=not torch.cuda.is_available(),
         seed=config.seed,
         data_seed=config.seed,
         report_to=[],

@@ -58,6 +58,9 @@ class VLLMEngine:
                 results[i] = Completion(best.text, len(output.prompt_token_ids), len(best.token_ids))
         return [r for r in results if r is not None]
 
+    def reset_prefix_cache(self) -> None:
+        self._llm.reset_prefix_cache()
+
     def close(self) -> None:
         del self._llm
 
