@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from model.adapters import adapter_config, check_adapter
 from model.embedded import prepare_embedded_model, resolve_model, revisor_home
 from model.engines.base import EngineConfig
 from model.engines.registry import ENGINES, make_engine
@@ -62,9 +63,12 @@ def engine_config(engine: str, model: str | None, adapter: str | None, base_url:
             raise RevisorError("--engine openai needs --base-url (e.g. http://localhost:8000/v1)")
         return EngineConfig(model=model or "", adapter=adapter, base_url=base_url, api_key=api_key,
                             **tuning)
-    if adapter is not None and not (Path(adapter) / "adapter_config.json").is_file():
-        raise RevisorError(f"{adapter} is not a PEFT adapter directory (no adapter_config.json)")
-    return EngineConfig(model=resolve_model(model), adapter=adapter, compile=compile, **tuning)
+    if adapter is not None:
+        adapter_config(adapter)  # a missing adapter fails before the model is prepared
+    base = resolve_model(model)
+    if adapter is not None:
+        check_adapter(adapter, base)
+    return EngineConfig(model=base, adapter=adapter, compile=compile, **tuning)
 
 
 def build_strategy(name: str, persona: bool, pool: str, shots: int) -> PromptStrategy:

@@ -79,8 +79,7 @@ def test_vllm_and_peft_give_the_same_adapted_outputs_unlike_the_base(adapter, ti
     from model.engines.vllm_local import VLLMEngine
 
     tasks = [e.task for e in load_dataset(tiny_split / "small.jsonl").examples[:4]]
-    config = EngineConfig(model=embedded_model, adapter=str(adapter), dtype="float32", compile=False,
-                          max_lora_rank=16)
+    config = EngineConfig(model=embedded_model, adapter=str(adapter), dtype="float32", compile=False)
     vllm = VLLMEngine(config)
     with_vllm = [a.completion.text for a in Reviser(vllm, FineTunedFormat()).revise(tasks)]
     vllm.close()

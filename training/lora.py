@@ -17,11 +17,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from model.engines.vllm_local import VLLM_LORA_RANKS
 from model.errors import RevisorError
 from model.prompts import FineTunedFormat
 from model.schema import Example
 
-VLLM_MAX_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
 METADATA = "revisor_train.json"
 IGNORE = -100
 
@@ -53,10 +53,10 @@ class TrainConfig:
     def __post_init__(self):
         if self.method not in ("lora", "dora"):
             raise RevisorError(f"--method {self.method!r}: choose lora or dora")
-        if self.rank not in VLLM_MAX_LORA_RANKS and self.method == "lora":
+        if self.rank not in VLLM_LORA_RANKS and self.method == "lora":
             raise RevisorError(
                 f"--rank {self.rank} cannot be served by vLLM: choose one of "
-                f"{', '.join(map(str, VLLM_MAX_LORA_RANKS))}")
+                f"{', '.join(map(str, VLLM_LORA_RANKS))}")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise RevisorError(f"--precision {self.precision!r}: choose auto, fp32 or bf16")
         if not self.data:

@@ -44,7 +44,6 @@ class EngineConfig:
     api_key: str = "EMPTY"
     dtype: str = "auto"
     max_model_len: int = 4096
-    max_lora_rank: int = 64
     concurrency: int = 8
     timeout_s: float = 120.0
     retries: int = 3

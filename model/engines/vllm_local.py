@@ -5,8 +5,12 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
+from model.adapters import adapter_config
 from model.engines.base import ChatRequest, Completion, EngineConfig
 from model.errors import EngineUnavailableError
+
+VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+"""The values vLLM accepts for max_lora_rank."""
 
 
 class VLLMEngine:
@@ -19,6 +23,14 @@ class VLLMEngine:
                 f"vLLM is not installed ({error}): run `make setup`, or use --engine transformers"
             ) from error
         self.config = config
+        max_lora_rank = VLLM_LORA_RANKS[0]
+        if config.adapter is not None:
+            adapter = adapter_config(config.adapter)
+            if adapter.get("use_dora"):
+                raise EngineUnavailableError(
+                    f"{config.adapter} is a DoRA adapter, which vLLM cannot serve: use --engine "
+                    "transformers, or train with --method lora")
+            max_lora_rank = next(r for r in VLLM_LORA_RANKS if r >= adapter.get("r", 0))
         self._llm = LLM(
             model=config.model,
             dtype=config.dtype,
@@ -26,7 +38,7 @@ class VLLMEngine:
             enable_prefix_caching=config.prefix_caching,
             enforce_eager=not config.compile,
             enable_lora=config.adapter is not None,
-            max_lora_rank=config.max_lora_rank,
+            max_lora_rank=max_lora_rank,
             seed=config.seed,
         )
         self._lora = None
