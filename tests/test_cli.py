@@ -56,6 +56,14 @@ def test_missing_files_and_models(tmp_path):
                           "not a PEFT adapter")
 
 
+def test_adapter_for_another_base_model(tmp_path):
+    (tmp_path / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "org/Other-1B"}))
+    code = tmp_path / "a.py"
+    code.write_text("x = 1\n")
+    result = revisor("revise", "-c", "x", "--adapter", str(tmp_path), str(code))
+    assert_one_line_error(result, "was trained for org/Other-1B")
+
+
 def test_comment_outside_the_diff_fails_before_the_model_starts():
     result = revisor("review", "--diff", DEMO, "--comment", "app/storage.py:90=nit")
     assert_one_line_error(result, "not within one hunk")
