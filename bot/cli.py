@@ -284,7 +284,8 @@ def train(data, output, model, eval_data, eval_limit, target_modules, **hyper) -
         from training.metrics import score_system
 
         strategy = "fine-tuned" if adapter else "zero-shot"
-        engine = make_engine("vllm", EngineConfig(model=base, adapter=str(adapter) if adapter else None))
+        engine = make_engine("vllm", EngineConfig(
+            model=base, adapter=str(adapter) if adapter else None, compile=False))
         answers = Reviser(engine, make_strategy(strategy)).revise([e.task for e in held_out])
         engine.close()
         score = score_system(strategy, held_out, [a.code for a in answers]).exact_match

@@ -36,8 +36,7 @@ class TransformersEngine:
             return getattr(torch, self.config.dtype)
         if torch.cuda.is_available():
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        capability = torch.backends.cpu.get_cpu_capability()
-        return torch.bfloat16 if "AVX512" in capability else torch.float32
+        return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else torch.float32
 
     @property
     def description(self) -> str:
