@@ -316,6 +316,72 @@ def data_split(pools, output, dev_size, seed) -> None:
     click.echo(json.dumps(split_pools(list(pools), output, dev_size, seed), indent=2))
 
 
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(0),
+              help="Worker threads in this process (0: only store deliveries; run `revisor worker`).")
+def serve(host: str, port: int, workers: int) -> None:
+    """Run the GitHub App: POST /api/github/webhooks, GET /healthz, GET /metrics.
+
+    \b
+    Configuration (environment):
+      GITHUB_APP_ID, GITHUB_APP_PRIVATE_KEY or GITHUB_APP_PRIVATE_KEY_PATH, GITHUB_WEBHOOK_SECRET,
+      GITHUB_API_URL (default https://api.github.com), REVISOR_DATABASE (default revisor.db),
+      REVISOR_BOT_NAME, REVISOR_ENGINE, REVISOR_MODEL, REVISOR_ADAPTER, REVISOR_BASE_URL,
+      REVISOR_API_KEY, REVISOR_POOL.
+    """
+    import threading
+
+    import uvicorn
+
+    from bot.app import create_app
+    from bot.config import Settings
+    from bot.jobs import SQLiteJobStore
+    from bot.service import configure_logging, start_workers
+
+    settings = Settings.from_env()
+    configure_logging()
+    stop = threading.Event()
+    start_workers(settings, workers, stop)
+    app = create_app(settings.webhook_secret, SQLiteJobStore(settings.database), settings.max_payload_bytes)
+    try:
+        uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+    finally:
+        stop.set()
+
+
+@cli.command()
+@click.option("--threads", default=1, show_default=True, type=click.IntRange(1))
+def worker(threads: int) -> None:
+    """Process stored deliveries (beside `revisor serve --workers 0`, same environment)."""
+    import threading
+
+    from bot.config import Settings
+    from bot.service import configure_logging, start_workers
+
+    settings = Settings.from_env()
+    configure_logging()
+    stop = threading.Event()
+    try:
+        for thread in start_workers(settings, threads, stop):
+            thread.join()
+    except KeyboardInterrupt:
+        stop.set()
+
+
+@cli.command()
+def action() -> None:
+    """Handle the event of a GitHub Actions run (see action.yml); reads GITHUB_EVENT_NAME,
+    GITHUB_EVENT_PATH, GITHUB_REPOSITORY, GITHUB_API_URL and INPUT_TOKEN / GITHUB_TOKEN, plus the
+    REVISOR_* model settings."""
+    from bot.config import ModelSettings
+    from bot.service import configure_logging, run_action
+
+    configure_logging()
+    click.echo(run_action(dict(os.environ), ModelSettings.from_env(dict(os.environ))))
+
+
 def main() -> None:
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")

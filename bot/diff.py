@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from unidiff import PatchSet
@@ -32,6 +33,12 @@ class Region:
 @dataclass(frozen=True)
 class Diff:
     patch: PatchSet
+
+    def filtered(self, keep: Callable[[str], bool]) -> Diff:
+        """The files whose path `keep` accepts."""
+        patch = PatchSet("")
+        patch.extend(f for f in self.patch if keep(f.path))
+        return Diff(patch)
 
     @property
     def binary_files(self) -> list[str]:

@@ -7,6 +7,7 @@ The fine-tuned format is the one template training uses too (`FineTunedFormat.tr
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -32,22 +33,16 @@ def opening_fence(language: str) -> str:
     return f"```{normalize_language(language)}\n"
 
 
-def fenced(code: str, language: str) -> str:
-    """Wrap code in a fence longer than any backtick run inside it."""
-    longest = max((len(run) for run in _backtick_runs(code)), default=0)
-    fence = "`" * max(3, longest + 1)
-    return f"{fence}{normalize_language(language)}\n{code.rstrip(chr(10))}\n{fence}"
+def fence_for(code: str) -> str:
+    """A code fence longer than any backtick run inside `code`."""
+    longest = max((len(run) for run in re.findall(r"`+", code)), default=0)
+    return "`" * max(3, longest + 1)
 
 
-def _backtick_runs(text: str) -> list[str]:
-    runs, current = [], ""
-    for char in text:
-        if char == "`":
-            current += char
-        elif current:
-            runs.append(current)
-            current = ""
-    return [*runs, current] if current else runs
+def fenced(code: str, info: str) -> str:
+    """`code` in a fence; `info` is a language (normalized) or a word such as "suggestion"."""
+    fence = fence_for(code)
+    return f"{fence}{normalize_language(info)}\n{code.rstrip(chr(10))}\n{fence}"
 
 
 def query_message(task: RevisionTask) -> str:

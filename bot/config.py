@@ -1,0 +1,131 @@
+"""Configuration: the service's `Settings` (environment) and a repository's `RepoConfig`
+(`.github/revisor.yml` on the base branch, allowlisted keys only)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+import yaml
+
+from model.errors import RevisorError
+from model.prompts import STRATEGIES
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """What `revisor review` takes on its command line, from REVISOR_* variables."""
+
+    engine: str = "vllm"
+    model: str | None = None
+    adapter: str | None = None
+    base_url: str | None = None
+    api_key: str = "EMPTY"
+    strategy: str = "zero-shot"
+    pool: str = "../shared/datasets/codereviewer/train.jsonl"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str]) -> ModelSettings:
+        return cls(
+            engine=env.get("REVISOR_ENGINE", "vllm"),
+            model=env.get("REVISOR_MODEL") or None,
+            adapter=env.get("REVISOR_ADAPTER") or None,
+            base_url=env.get("REVISOR_BASE_URL") or None,
+            api_key=env.get("REVISOR_API_KEY", "EMPTY"),
+            strategy=env.get("REVISOR_STRATEGY", "zero-shot"),
+            pool=env.get("REVISOR_POOL", cls.pool),
+        )
+
+    @property
+    def label(self) -> str:
+        return self.adapter or self.model or "SmolLM2-135M-Instruct (embedded)"
+
+
+@dataclass(frozen=True)
+class Settings:
+    webhook_secret: str
+    app_id: str | None = None
+    private_key: str | None = None
+    api_url: str = "https://api.github.com"
+    database: str = "revisor.db"
+    bot_name: str = "revisor"
+    max_payload_bytes: int = 10 * 2**20
+    lease_seconds: float = 120.0
+    model: ModelSettings = field(default_factory=ModelSettings)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        secret = env.get("GITHUB_WEBHOOK_SECRET", "")
+        if len(secret) < 16:
+            raise RevisorError("GITHUB_WEBHOOK_SECRET must be set to the App's webhook secret "
+                               "(16 characters or more); Revisor refuses unsigned webhooks")
+        key = env.get("GITHUB_APP_PRIVATE_KEY")
+        if not key and env.get("GITHUB_APP_PRIVATE_KEY_PATH"):
+            try:
+                key = Path(env["GITHUB_APP_PRIVATE_KEY_PATH"]).read_text()
+            except OSError as error:
+                raise RevisorError(f"GITHUB_APP_PRIVATE_KEY_PATH: cannot read ({error.strerror})") from None
+        if not env.get("GITHUB_APP_ID") or not key:
+            raise RevisorError("set GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY (or "
+                               "GITHUB_APP_PRIVATE_KEY_PATH) from the App's settings page")
+        return cls(
+            webhook_secret=secret,
+            app_id=env["GITHUB_APP_ID"],
+            private_key=key,
+            api_url=env.get("GITHUB_API_URL", "https://api.github.com").rstrip("/"),
+            database=env.get("REVISOR_DATABASE", "revisor.db"),
+            bot_name=env.get("REVISOR_BOT_NAME", "revisor"),
+            max_payload_bytes=int(env.get("REVISOR_MAX_PAYLOAD_BYTES", 10 * 2**20)),
+            lease_seconds=float(env.get("REVISOR_LEASE_SECONDS", 120)),
+            model=ModelSettings.from_env(env),
+        )
+
+    def __repr__(self) -> str:  # secrets never reach logs
+        return f"Settings(app_id={self.app_id!r}, api_url={self.api_url!r}, database={self.database!r})"
+
+
+@dataclass(frozen=True)
+class RepoConfig:
+    """What a repository may set in `.github/revisor.yml` (read from the base branch only)."""
+
+    review_comments: str = "mention"
+    """"mention": answer only comments with `/revise` or `@<bot name>`; "all": every human comment."""
+    review_pull_requests: bool = False
+    """Post a review of its own on opened / ready / synchronized pull requests."""
+    skip_drafts: bool = True
+    max_suggestions: int = 10
+    max_files: int = 20
+    max_regions: int = 40
+    include: tuple[str, ...] = ("**",)
+    exclude: tuple[str, ...] = ()
+    strategy: str = "zero-shot"
+    note_when_no_suggestion: bool = False
+
+    @classmethod
+    def parse(cls, text: str | None) -> RepoConfig:
+        if not text:
+            return cls()
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as error:
+            raise RevisorError(f".github/revisor.yml is not valid YAML: {error}") from None
+        if not isinstance(data, dict):
+            raise RevisorError(".github/revisor.yml must be a mapping of settings")
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise RevisorError(f".github/revisor.yml: unknown setting(s) {', '.join(unknown)}")
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        config = replace(cls(), **values)
+        if config.review_comments not in ("mention", "all"):
+            raise RevisorError(".github/revisor.yml: review_comments must be mention or all")
+        if config.strategy not in STRATEGIES:
+            raise RevisorError(f".github/revisor.yml: strategy must be one of {', '.join(STRATEGIES)}")
+        return config
+
+    def wants(self, path: str) -> bool:
+        from fnmatch import fnmatch
+
+        return any(fnmatch(path, p) for p in self.include) and not any(fnmatch(path, p) for p in self.exclude)

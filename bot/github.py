@@ -1,0 +1,106 @@
+"""GitHub through PyGithub: App or token auth, a pull request's diff, posting once.
+
+Every call goes to the configured API URL (GitHub Enterprise Server works the same), and
+secondary rate limits and 5xx answers are retried with backoff honouring `Retry-After` and
+`x-ratelimit-reset` (PyGithub's `GithubRetry`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from github import Auth, Github, GithubException, GithubRetry
+from github.PullRequest import PullRequest
+from github.Repository import Repository
+
+from bot.diff import Diff, parse_diff
+from bot.placement import HEAD_MARKER, MARKER
+
+CONFIG_PATH = ".github/revisor.yml"
+
+
+def retry_policy(max_wait_s: float = 300) -> GithubRetry:
+    return GithubRetry(total=6, backoff_factor=0.5, max_rate_limit_wait=max_wait_s,
+                       status_forcelist=[429, *range(500, 600)])
+
+
+def app_client(api_url: str, app_id: str, private_key: str, installation_id: int) -> Github:
+    """A client acting as the App's installation (a JWT, then an installation token)."""
+    auth = Auth.AppAuth(app_id, private_key).get_installation_auth(installation_id)
+    return Github(auth=auth, base_url=api_url, retry=retry_policy(), seconds_between_requests=None,
+                  seconds_between_writes=None)
+
+
+def token_client(api_url: str, token: str) -> Github:
+    return Github(auth=Auth.Token(token), base_url=api_url, retry=retry_policy(),
+                  seconds_between_requests=None, seconds_between_writes=None)
+
+
+def file_patch_diff(files) -> str:
+    """The unified diff of a pull request from its files' patches (binary files have none)."""
+    parts = []
+    for f in files:
+        old = "/dev/null" if f.status == "added" else f"a/{f.previous_filename or f.filename}"
+        new = "/dev/null" if f.status == "removed" else f"b/{f.filename}"
+        header = f"diff --git a/{f.previous_filename or f.filename} b/{f.filename}\n"
+        if not f.patch:
+            parts.append(f"{header}Binary files {old} and {new} differ\n")
+            continue
+        parts.append(f"{header}--- {old}\n+++ {new}\n{f.patch.rstrip(chr(10))}\n")
+    return "".join(parts)
+
+
+@dataclass
+class PullRequestAPI:
+    """The calls Revisor makes on one pull request."""
+
+    repo: Repository
+    pull: PullRequest
+
+    @classmethod
+    def open(cls, client: Github, full_name: str, number: int) -> PullRequestAPI:
+        repo = client.get_repo(full_name)
+        return cls(repo, repo.get_pull(number))
+
+    def diff(self) -> Diff:
+        return parse_diff(file_patch_diff(self.pull.get_files()))
+
+    def compare_diff(self, base_sha: str, head_sha: str) -> Diff:
+        return parse_diff(file_patch_diff(self.repo.compare(base_sha, head_sha).files))
+
+    def config_text(self) -> str | None:
+        """`.github/revisor.yml` from the base branch, never from the pull request's head."""
+        try:
+            content = self.repo.get_contents(CONFIG_PATH, ref=self.pull.base.ref)
+        except GithubException as error:
+            if error.status == 404:
+                return None
+            raise
+        return content.decoded_content.decode("utf-8")  # type: ignore[union-attr]
+
+    def posted_fingerprints(self) -> set[str]:
+        """Fingerprints hidden in what Revisor already posted on this pull request."""
+        bodies = [c.body for c in self.pull.get_review_comments()]
+        bodies += [r.body for r in self.pull.get_reviews()]
+        return {m["fingerprint"] for body in bodies if body for m in MARKER.finditer(body)}
+
+    def last_reviewed_head(self) -> str | None:
+        """The head commit of Revisor's latest review of this pull request, if any."""
+        heads = [m["sha"] for r in self.pull.get_reviews() if r.body for m in HEAD_MARKER.finditer(r.body)]
+        return heads[-1] if heads else None
+
+    def reply(self, comment_id: int, body: str) -> None:
+        self.pull.create_review_comment_reply(comment_id, body)
+
+    def review(self, head_sha: str, body: str, comments: list[dict]) -> None:
+        """One review of COMMENT kind. If GitHub refuses its comments (422), they go into the
+        review's body instead, so none is lost."""
+        commit = self.repo.get_commit(head_sha)
+        try:
+            self.pull.create_review(commit=commit, body=body, event="COMMENT", comments=comments)
+        except GithubException as error:
+            if error.status != 422 or not comments:
+                raise
+            notes = "\n\n".join(f"`{c['path']}:{c.get('start_line', c['line'])}-{c['line']}`\n{c['body']}"
+                                for c in comments)
+            self.pull.create_review(commit=commit, body=f"{body}\n\n{notes}", event="COMMENT")

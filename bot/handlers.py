@@ -1,0 +1,148 @@
+"""What Revisor does for each kind of webhook event, given a `ReviewContext`."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bot.config import RepoConfig
+from bot.github import PullRequestAPI
+from bot.pipeline import Budget, Suggestion, review
+from bot.placement import (
+    Placed,
+    Unplaceable,
+    fingerprint,
+    head_marker,
+    marker,
+    place,
+    plain_note,
+    suggestion_body,
+)
+from model.errors import DiffError
+from model.reviser import Reviser
+from model.schema import NoRevision
+
+PULL_REQUEST_ACTIONS = {"opened", "reopened", "ready_for_review", "synchronize"}
+REVIEW_COMMAND = re.compile(r"^\s*/revisor\s+review\b", re.I | re.M)
+
+
+def is_from_bot(payload: dict) -> bool:
+    sender = payload.get("sender") or {}
+    return sender.get("type") == "Bot" or str(sender.get("login", "")).endswith("[bot]")
+
+
+def wanted(event: str, payload: dict) -> bool:
+    """The cheap check made before a delivery is queued: events Revisor acts on, from humans."""
+    action = payload.get("action")
+    if is_from_bot(payload):
+        return False
+    if event == "pull_request_review_comment":
+        return action == "created"
+    if event == "pull_request":
+        return action in PULL_REQUEST_ACTIONS
+    if event == "issue_comment":
+        issue = payload.get("issue") or {}
+        return action == "created" and "pull_request" in issue and bool(
+            REVIEW_COMMAND.search((payload.get("comment") or {}).get("body") or ""))
+    return False
+
+
+@dataclass
+class ReviewContext:
+    """One delivery: its event, payload, the pull request's API and a logger tagged with its id."""
+
+    delivery_id: str
+    event: str
+    payload: dict
+    api: PullRequestAPI
+    log: logging.LoggerAdapter
+
+
+@dataclass
+class Handlers:
+    revisers: Callable[[str], Reviser]
+    """A reviser for a prompt strategy name."""
+    model_label: str
+    bot_name: str = "revisor"
+
+    @property
+    def footer(self) -> str:
+        return (f"<sub>Automatic suggestion by Revisor ({self.model_label}); review it before you "
+                "commit it.</sub>")
+
+    def handle(self, ctx: ReviewContext) -> str:
+        """Act on the delivery; return what was done, for the job record and the logs."""
+        config = RepoConfig.parse(ctx.api.config_text())
+        if ctx.event == "pull_request_review_comment":
+            return self.answer_comment(ctx, config)
+        if ctx.event == "pull_request":
+            pull = ctx.payload["pull_request"]
+            if not config.review_pull_requests:
+                return "pull request reviews are off (review_pull_requests in .github/revisor.yml)"
+            if pull.get("draft") and config.skip_drafts:
+                return "draft pull request skipped"
+            return self.review_pull_request(ctx, config, pull["head"]["sha"])
+        if ctx.event == "issue_comment":
+            return self.review_pull_request(ctx, config, ctx.api.pull.head.sha)
+        return f"{ctx.event} is not handled"
+
+    def mentions(self, text: str) -> bool:
+        return bool(re.search(rf"(^|\s)(/revise\b|@{re.escape(self.bot_name)}\b)", text, re.I))
+
+    def answer_comment(self, ctx: ReviewContext, config: RepoConfig) -> str:
+        comment = ctx.payload["comment"]
+        body = comment.get("body") or ""
+        if config.review_comments == "mention" and not self.mentions(body):
+            return "comment does not mention Revisor"
+        if comment.get("side", "RIGHT") != "RIGHT" or comment.get("line") is None:
+            return "comment is not on the new side of the diff"
+        path, end = comment["path"], comment["line"]
+        start = comment.get("start_line") or end
+        if not config.wants(path):
+            return f"{path} is excluded by .github/revisor.yml"
+        print_ = fingerprint("reply", comment["id"])
+        if print_ in ctx.api.posted_fingerprints():
+            return "already answered"
+        try:
+            region = ctx.api.diff().region_at(path, start, end)
+        except DiffError as error:
+            return f"cannot revise: {error}"
+        instruction = re.sub(rf"/revise\b|@{re.escape(self.bot_name)}\b", "", body, flags=re.I).strip()
+        answer = self.revisers(config.strategy).revise([region.task(instruction)])[0]
+        outcome = answer.outcome
+        if isinstance(outcome, NoRevision):
+            if config.note_when_no_suggestion:
+                ctx.api.reply(comment["id"], f"Revisor has no suggestion here: {outcome.reason}.\n\n"
+                                             f"{self.footer}\n{marker(print_)}")
+            return f"no suggestion: {outcome.reason}"
+        suggestion = Suggestion(region, outcome.code, instruction)
+        ctx.api.reply(comment["id"], suggestion_body(suggestion, self.footer, print_))
+        return f"replied with a suggestion for {region.location}"
+
+    def review_pull_request(self, ctx: ReviewContext, config: RepoConfig, head_sha: str) -> str:
+        print_ = fingerprint("review", head_sha)
+        if print_ in ctx.api.posted_fingerprints():
+            return "already reviewed this head"
+        pull_diff = ctx.api.diff()
+        last = ctx.api.last_reviewed_head() if ctx.event == "pull_request" else None
+        changed = ctx.api.compare_diff(last, head_sha) if last else pull_diff
+        result = review(changed.filtered(config.wants), self.revisers(config.strategy), [],
+                        Budget(config.max_files, config.max_regions))
+        placements = [place(s, pull_diff) for s in result.suggestions]
+        placed = [p for p in placements if isinstance(p, Placed)][: config.max_suggestions]
+        notes = [plain_note(p) for p in placements if isinstance(p, Unplaceable)]
+        if not placed and not notes:
+            return f"no suggestions from {result.regions_reviewed} region(s)"
+        comments = [
+            p.review_comment(self.footer, fingerprint("review", head_sha, p.suggestion.region.location))
+            for p in placed
+        ]
+        summary = (f"Revisor reviewed {result.regions_reviewed} changed region(s) and suggests "
+                   f"{len(comments)} revision(s).")
+        if result.over_budget:
+            summary += f" {len(result.over_budget)} region(s) were over the budget and not reviewed."
+        body = "\n\n".join([summary, *notes, self.footer]) + f"\n{marker(print_)}\n{head_marker(head_sha)}"
+        ctx.api.review(head_sha, body, comments)
+        return f"posted a review with {len(comments)} suggestion(s)"

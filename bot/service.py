@@ -1,0 +1,110 @@
+"""Putting the bot together for `revisor serve`, `revisor worker` and `revisor action`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from bot.config import ModelSettings, Settings
+from bot.github import PullRequestAPI, app_client, token_client
+from bot.handlers import Handlers, ReviewContext, wanted
+from bot.jobs import SQLiteJobStore
+from bot.worker import Worker, pull_request_number
+from model.errors import RevisorError
+from model.reviser import Reviser
+
+
+class DeliveryIdFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "delivery_id"):
+            record.delivery_id = "-"
+        return True
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """Structured lines: every one carries the delivery id it concerns ("-" for none)."""
+    handler = logging.StreamHandler()
+    handler.addFilter(DeliveryIdFilter())
+    handler.setFormatter(logging.Formatter(
+        '{"time": "%(asctime)s", "level": "%(levelname)s", "logger": "%(name)s", '
+        '"delivery_id": "%(delivery_id)s", "message": %(message_json)s}'))
+    handler.addFilter(_JsonMessage())
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+
+
+class _JsonMessage(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.message_json = json.dumps(record.getMessage())
+        return True
+
+
+def build_handlers(model: ModelSettings, bot_name: str) -> Handlers:
+    """Handlers with one engine, shared by every prompt strategy a repository may choose."""
+    from bot.cli import build_strategy, engine_config
+    from model.engines.registry import make_engine
+
+    engine = make_engine(model.engine, engine_config(model.engine, model.model, model.adapter,
+                                                     model.base_url, model.api_key, compile=False))
+    revisers: dict[str, Reviser] = {}
+
+    def reviser(strategy: str) -> Reviser:
+        if strategy not in revisers:
+            revisers[strategy] = Reviser(engine, build_strategy(strategy, False, model.pool, 3))
+        return revisers[strategy]
+
+    return Handlers(reviser, engine.description, bot_name)
+
+
+def app_api(settings: Settings) -> Callable[[dict], PullRequestAPI]:
+    def open_api(payload: dict) -> PullRequestAPI:
+        installation = (payload.get("installation") or {}).get("id")
+        if installation is None:
+            raise RevisorError("the delivery names no installation: is Revisor installed as a GitHub App?")
+        client = app_client(settings.api_url, settings.app_id or "", settings.private_key or "", installation)
+        return PullRequestAPI.open(client, payload["repository"]["full_name"], pull_request_number(payload))
+
+    return open_api
+
+
+def start_workers(settings: Settings, count: int, stop: threading.Event) -> list[threading.Thread]:
+    """Worker threads sharing one engine (built on the first job)."""
+    store = SQLiteJobStore(settings.database)
+    shared: list[Handlers] = []
+    lock = threading.Lock()
+
+    def handlers() -> Handlers:
+        with lock:
+            if not shared:
+                shared.append(build_handlers(settings.model, settings.bot_name))
+            return shared[0]
+
+    threads = []
+    for _ in range(count):
+        worker = Worker(store, handlers, app_api(settings), settings.lease_seconds)
+        thread = threading.Thread(target=worker.run_forever, args=(stop,), daemon=True)
+        thread.start()
+        threads.append(thread)
+    return threads
+
+
+def run_action(env: dict[str, str], model: ModelSettings) -> str:
+    """`revisor action`: one event of a GitHub Actions run, handled like a webhook delivery."""
+    missing = [k for k in ("GITHUB_EVENT_NAME", "GITHUB_EVENT_PATH", "GITHUB_REPOSITORY") if not env.get(k)]
+    if missing:
+        raise RevisorError(f"not in a GitHub Actions run: {', '.join(missing)} unset")
+    token = env.get("INPUT_TOKEN") or env.get("GITHUB_TOKEN")
+    if not token:
+        raise RevisorError("no token: pass the action's `token` input (default ${{ github.token }})")
+    event = env["GITHUB_EVENT_NAME"]
+    payload = json.loads(Path(env["GITHUB_EVENT_PATH"]).read_text())
+    if not wanted(event, payload):
+        return f"nothing to do for {event}/{payload.get('action')}"
+    client = token_client(env.get("GITHUB_API_URL", "https://api.github.com"), token)
+    api = PullRequestAPI.open(client, env["GITHUB_REPOSITORY"], pull_request_number(payload))
+    handlers = build_handlers(model, env.get("REVISOR_BOT_NAME", "revisor"))
+    logger = logging.LoggerAdapter(logging.getLogger("revisor.action"),
+                                   {"delivery_id": env.get("GITHUB_RUN_ID", "action")})
+    return handlers.handle(ReviewContext(env.get("GITHUB_RUN_ID", "action"), event, payload, api, logger))

@@ -1,0 +1,61 @@
+"""Workers claim stored deliveries and run their handlers; a dead worker's job is claimed again."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from bot.handlers import Handlers, ReviewContext
+from bot.jobs import Job, JobStore
+
+log = logging.getLogger("revisor.worker")
+
+
+def pull_request_number(payload: dict) -> int:
+    return (payload.get("pull_request") or payload.get("issue") or {})["number"]
+
+
+class Worker:
+    def __init__(self, store: JobStore, handlers: Callable[[], Handlers], open_api: Callable[[dict], object],
+                 lease_seconds: float = 120.0):
+        """`handlers` is called once, on the first job (so the model loads after the service is up);
+        `open_api(payload)` gives the pull request's API for a delivery."""
+        self.store, self._make_handlers, self.open_api = store, handlers, open_api
+        self.lease_seconds = lease_seconds
+        self._handlers: Handlers | None = None
+
+    def run_once(self) -> bool:
+        """Process one job, if there is one; False when the queue is empty."""
+        job = self.store.claim(self.lease_seconds)
+        if job is None:
+            return False
+        logger = logging.LoggerAdapter(log, {"delivery_id": job.delivery_id})
+        stop = threading.Event()
+        heartbeat = threading.Thread(target=self._keep_lease, args=(job, stop), daemon=True)
+        heartbeat.start()
+        try:
+            if self._handlers is None:
+                self._handlers = self._make_handlers()
+            api = self.open_api(job.payload)
+            ctx = ReviewContext(job.delivery_id, job.event, job.payload, api, logger)  # type: ignore[arg-type]
+            outcome = self._handlers.handle(ctx)
+        except Exception as error:  # noqa: BLE001 - recorded on the job, which is retried
+            logger.exception("job failed (attempt %d)", job.attempts)
+            self.store.finish(job.delivery_id, f"{type(error).__name__}: {error}")
+        else:
+            logger.info("%s: %s", job.event, outcome)
+            self.store.finish(job.delivery_id)
+        finally:
+            stop.set()
+            heartbeat.join()
+        return True
+
+    def _keep_lease(self, job: Job, stop: threading.Event) -> None:
+        while not stop.wait(self.lease_seconds / 3):
+            self.store.extend(job.delivery_id, self.lease_seconds)
+
+    def run_forever(self, stop: threading.Event, idle_seconds: float = 0.5) -> None:
+        while not stop.is_set():
+            if not self.run_once():
+                stop.wait(idle_seconds)

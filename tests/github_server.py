@@ -1,0 +1,240 @@
+"""A local server that behaves as GitHub's REST API documents, for the endpoints Revisor uses.
+
+App JWTs are verified (RS256, `iss` = the App id, `iat`/`exp`), installation tokens are issued and
+required, lists are paginated with `Link` headers, every answer carries rate-limit headers, and a
+review comment whose lines are not in one hunk of the pull request's diff gets 422.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+
+import jwt
+import uvicorn
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from unidiff import PatchSet
+
+DOCS = "https://docs.github.com/rest"
+
+
+def new_app_key() -> tuple[str, str]:
+    """(private PEM, public PEM) of a fresh RSA key, as GitHub generates for an App."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                                serialization.NoEncryption()).decode()
+    public = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    return private, public
+
+
+@dataclass
+class PullRequest:
+    number: int
+    head_sha: str
+    base_ref: str
+    files: list[dict]  # {"filename", "status", "patch"}
+    review_comments: list[dict] = field(default_factory=list)
+    reviews: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class FakeGitHub:
+    app_id: str
+    public_key: str
+    installation_id: int
+    repo: str  # owner/name
+    pulls: dict[int, PullRequest] = field(default_factory=dict)
+    contents: dict[tuple[str, str], str] = field(default_factory=dict)  # (ref, path) -> text
+    tokens: set[str] = field(default_factory=set)
+    requests: list[tuple[str, str]] = field(default_factory=list)
+    fail_next: list[int] = field(default_factory=list)  # statuses to answer next, e.g. [502]
+    per_page_cap: int = 2  # small pages, so pagination is exercised
+    _ids: itertools.count = field(default_factory=lambda: itertools.count(1000))
+
+    def base(self, request: Request) -> str:
+        return str(request.base_url).rstrip("/")
+
+
+def rate_headers() -> dict[str, str]:
+    return {"X-RateLimit-Limit": "5000", "X-RateLimit-Remaining": "4999", "X-RateLimit-Used": "1",
+            "X-RateLimit-Reset": str(int(time.time()) + 3600), "X-RateLimit-Resource": "core"}
+
+
+def error(status: int, message: str, **extra) -> JSONResponse:
+    return JSONResponse({"message": message, "documentation_url": DOCS, **extra}, status, rate_headers())
+
+
+def ok(body, status: int = 200, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse(body, status, {**rate_headers(), **(headers or {})})
+
+
+def target_lines(patch: str) -> list[set[int]]:
+    """Per hunk, the new-side line numbers that may carry a RIGHT-side comment."""
+    parsed = PatchSet(f"--- a/f\n+++ b/f\n{patch}\n")
+    return [{ln.target_line_no for ln in hunk if ln.target_line_no} for hunk in parsed[0]]
+
+
+def create_github_app(gh: FakeGitHub) -> FastAPI:
+    app = FastAPI()
+    owner, name = gh.repo.split("/")
+    prefix = f"/repos/{owner}/{name}"
+
+    @app.middleware("http")
+    async def record_and_authenticate(request: Request, call_next):
+        gh.requests.append((request.method, request.url.path))
+        if gh.fail_next:
+            return error(gh.fail_next.pop(0), "Server Error")
+        header = request.headers.get("authorization", "")
+        if request.url.path.startswith("/app/"):
+            if not header.startswith("Bearer "):
+                return error(401, "A JSON web token could not be decoded")
+            try:
+                claims = jwt.decode(header[7:], gh.public_key, algorithms=["RS256"],
+                                    options={"require": ["iat", "exp", "iss"]})
+            except jwt.PyJWTError as failure:
+                return error(401, f"A JSON web token could not be decoded ({failure})")
+            if str(claims["iss"]) != gh.app_id or claims["exp"] - claims["iat"] > 600:
+                return error(401, "'Issuer' claim ('iss') must be an Integer or the App's id")
+        else:
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() not in ("token", "bearer") or token not in gh.tokens:
+                return error(401, "Bad credentials")
+        return await call_next(request)
+
+    @app.post("/app/installations/{installation_id}/access_tokens")
+    def access_token(installation_id: int):
+        if installation_id != gh.installation_id:
+            return error(404, "Not Found")
+        token = "ghs_" + secrets.token_hex(16)
+        gh.tokens.add(token)
+        expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+        return ok({"token": token, "expires_at": expires, "permissions": {"pull_requests": "write"}}, 201)
+
+    def repo_json(request: Request) -> dict:
+        return {"id": 1, "name": name, "full_name": gh.repo, "owner": {"login": owner},
+                "url": f"{gh.base(request)}{prefix}", "default_branch": "main"}
+
+    def pull_or_404(number: int) -> PullRequest | JSONResponse:
+        return gh.pulls.get(number) or error(404, "Not Found")
+
+    def paginated(request: Request, items: list) -> JSONResponse:
+        per_page = min(int(request.query_params.get("per_page", 30)), gh.per_page_cap)
+        page = int(request.query_params.get("page", 1))
+        last = max(1, -(-len(items) // per_page))
+        links = []
+        url = f"{gh.base(request)}{request.url.path}?per_page={per_page}"
+        if page < last:
+            links.append(f'<{url}&page={page + 1}>; rel="next"')
+        links.append(f'<{url}&page={last}>; rel="last"')
+        return ok(items[(page - 1) * per_page : page * per_page], headers={"Link": ", ".join(links)})
+
+    @app.get(prefix)
+    def get_repo(request: Request):
+        return ok(repo_json(request))
+
+    def pull_json(request: Request, pull: PullRequest) -> dict:
+        url = f"{gh.base(request)}{prefix}/pulls/{pull.number}"
+        return {"number": pull.number, "url": url, "state": "open", "draft": False,
+                "head": {"sha": pull.head_sha, "ref": "feature"},
+                "base": {"sha": "0" * 40, "ref": pull.base_ref, "repo": repo_json(request)}}
+
+    @app.get(prefix + "/pulls/{number}")
+    def get_pull(request: Request, number: int):
+        pull = pull_or_404(number)
+        return pull if isinstance(pull, JSONResponse) else ok(pull_json(request, pull))
+
+    @app.get(prefix + "/pulls/{number}/files")
+    def get_files(request: Request, number: int):
+        pull = pull_or_404(number)
+        return pull if isinstance(pull, JSONResponse) else paginated(request, pull.files)
+
+    @app.get(prefix + "/pulls/{number}/comments")
+    def get_comments(request: Request, number: int):
+        pull = pull_or_404(number)
+        return pull if isinstance(pull, JSONResponse) else paginated(request, pull.review_comments)
+
+    @app.get(prefix + "/pulls/{number}/reviews")
+    def get_reviews(request: Request, number: int):
+        pull = pull_or_404(number)
+        return pull if isinstance(pull, JSONResponse) else paginated(request, pull.reviews)
+
+    @app.post(prefix + "/pulls/{number}/comments/{comment_id}/replies")
+    async def reply(request: Request, number: int, comment_id: int):
+        pull = pull_or_404(number)
+        if isinstance(pull, JSONResponse):
+            return pull
+        parent = next((c for c in pull.review_comments if c["id"] == comment_id), None)
+        if parent is None:
+            return error(404, "Not Found")
+        body = (await request.json()).get("body")
+        if not body:
+            return error(422, "Validation Failed", errors=[{"field": "body", "code": "missing_field"}])
+        comment = {**{k: parent[k] for k in ("path", "line", "start_line", "side")}, "id": next(gh._ids),
+                   "body": body, "in_reply_to_id": comment_id,
+                   "user": {"login": "revisor[bot]", "type": "Bot"}}
+        pull.review_comments.append(comment)
+        return ok(comment, 201)
+
+    @app.post(prefix + "/pulls/{number}/reviews")
+    async def create_review(request: Request, number: int):
+        pull = pull_or_404(number)
+        if isinstance(pull, JSONResponse):
+            return pull
+        data = await request.json()
+        patches = {f["filename"]: f.get("patch") for f in pull.files}
+        for comment in data.get("comments", []):
+            hunks = target_lines(patches[comment["path"]]) if patches.get(comment.get("path")) else []
+            start = comment.get("start_line") or comment.get("line")
+            lines = set(range(start or 0, (comment.get("line") or 0) + 1))
+            if comment.get("side", "RIGHT") != "RIGHT" or not lines or not any(lines <= h for h in hunks):
+                return error(422, "Unprocessable Entity",
+                             errors=["Pull request review thread line must be part of the diff"])
+        review = {"id": next(gh._ids), "body": data.get("body", ""), "state": "COMMENTED",
+                  "commit_id": data.get("commit_id"), "user": {"login": "revisor[bot]", "type": "Bot"}}
+        pull.reviews.append(review)
+        for comment in data.get("comments", []):
+            pull.review_comments.append(
+                {**comment, "id": next(gh._ids), "pull_request_review_id": review["id"]})
+        return ok(review)
+
+    @app.get(prefix + "/commits/{sha}")
+    def get_commit(request: Request, sha: str):
+        return ok({"sha": sha, "url": f"{gh.base(request)}{prefix}/commits/{sha}"})
+
+    @app.get(prefix + "/contents/{path:path}")
+    def get_contents(request: Request, path: str):
+        ref = request.query_params.get("ref", "main")
+        text = gh.contents.get((ref, path))
+        if text is None:
+            return error(404, "Not Found")
+        return ok({"type": "file", "encoding": "base64", "path": path, "name": path.rsplit("/", 1)[-1],
+                   "content": base64.b64encode(text.encode()).decode(), "sha": "c" * 40, "size": len(text)})
+
+    return app
+
+
+class ServerThread:
+    """uvicorn serving an app on a free loopback port, in a thread."""
+
+    def __init__(self, app: FastAPI):
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        while not self.server.started:
+            time.sleep(0.02)
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
