@@ -1,0 +1,227 @@
+"""The bot's parts against real servers: the webhook service over HTTP, the SQLite job store, and
+PyGithub against a local server that behaves as GitHub documents. The model is scripted here;
+tests/test_bot_e2e.py runs the embedded one."""
+
+import logging
+import time
+
+import httpx
+import pytest
+from github import GithubException
+
+from bot.app import create_app, valid_signature
+from bot.config import RepoConfig
+from bot.github import PullRequestAPI, app_client
+from bot.handlers import Handlers, ReviewContext, wanted
+from bot.jobs import MAX_ATTEMPTS, SQLiteJobStore
+from bot.worker import Worker
+from model.errors import RevisorError
+from model.prompts import ZeroShot
+from model.reviser import Reviser
+from tests import bot_scenario as s
+from tests.fakes import FakeEngine
+from tests.github_server import ServerThread, create_github_app, new_app_key
+
+CONTEXT_MANAGER = "```python\nwith open(path, 'w') as f:\n    f.write(json.dumps(settings))\n```"
+
+
+@pytest.fixture
+def store(tmp_path):
+    return SQLiteJobStore(tmp_path / "jobs.db")
+
+
+@pytest.fixture
+def webhooks(store):
+    with ServerThread(create_app(s.SECRET, store, max_payload_bytes=200_000)) as url:
+        yield url
+
+
+def post(url, body, headers):
+    return httpx.post(f"{url}/api/github/webhooks", content=body, headers=headers, timeout=10)
+
+
+def test_signature_is_checked_against_the_secret():
+    body, headers = s.signed(b'{"a": 1}', "ping", "d1")
+    assert valid_signature(s.SECRET, body, headers["X-Hub-Signature-256"])
+    assert not valid_signature(s.SECRET, body + b" ", headers["X-Hub-Signature-256"])
+    assert not valid_signature("another-secret-value", body, headers["X-Hub-Signature-256"])
+    assert not valid_signature(s.SECRET, body, None)
+    with pytest.raises(ValueError):
+        create_app("", SQLiteJobStore(":memory:"))
+
+
+def test_webhook_answers_as_documented_and_stores_each_delivery_once(webhooks, store):
+    body, headers = s.signed(s.review_comment_payload(), "pull_request_review_comment", "delivery-1")
+    assert post(webhooks, body, headers).status_code == 202
+    assert post(webhooks, body, headers).status_code == 200  # a redelivery
+    assert store.counts() == {"queued": 1}
+    assert post(webhooks, body, {**headers, "X-Hub-Signature-256": "sha256=" + "0" * 64}).status_code == 401
+    unsigned = {k: v for k, v in headers.items() if k != "X-Hub-Signature-256"}
+    assert post(webhooks, body, unsigned).status_code == 401
+    assert post(webhooks, *s.signed(b"{not json", "ping", "d2")).status_code == 400
+    no_event = {k: v for k, v in s.signed(b"{}", "ping", "d3")[1].items() if k != "X-GitHub-Event"}
+    assert post(webhooks, b"{}", no_event).status_code == 400
+    assert post(webhooks, *s.signed(s.fixture_payload("ping/payload.json"), "ping", "d4")).status_code == 200
+    from_bot = s.review_comment_payload(sender="Bot")
+    assert post(webhooks, *s.signed(from_bot, "pull_request_review_comment", "d5")).status_code == 200
+    assert post(webhooks, *s.signed(b"{" + b" " * 300_000 + b"}", "ping", "d6")).status_code == 413
+    assert store.counts() == {"queued": 1}
+    assert httpx.get(f"{webhooks}/healthz").json() == {"status": "ok"}
+    metrics = httpx.get(f"{webhooks}/metrics").text
+    assert 'revisor_deliveries_received_total{outcome="accepted"} 1.0' in metrics
+    assert 'revisor_deliveries_received_total{outcome="bad signature"} 2.0' in metrics
+    assert 'revisor_jobs{status="queued"} 1.0' in metrics
+
+
+def test_which_events_become_jobs():
+    assert wanted("pull_request_review_comment", s.review_comment_payload())
+    assert not wanted("pull_request_review_comment", s.review_comment_payload(sender="Bot"))
+    edited = {**s.review_comment_payload(), "action": "edited"}
+    assert not wanted("pull_request_review_comment", edited)
+    for action in ("opened", "reopened", "ready_for_review", "synchronize"):
+        assert wanted("pull_request", s.pull_request_payload(action))
+    assert not wanted("pull_request", s.pull_request_payload("closed"))
+    issue = s.fixture_payload("issue_comment/created.payload.json")
+    issue["issue"]["pull_request"] = {"url": "x"}
+    issue["comment"]["body"] = "/revisor review please"
+    assert wanted("issue_comment", issue)
+    issue["comment"]["body"] = "looks good"
+    assert not wanted("issue_comment", issue)
+    for name in ("installation/created.payload.json", "push/with-installation.payload.json"):
+        assert not wanted(name.split("/")[0], s.fixture_payload(name))
+
+
+def test_jobs_are_leased_retried_and_given_up(store):
+    assert store.enqueue("a", "pull_request", b'{"x": 1}')
+    assert not store.enqueue("a", "pull_request", b'{"x": 1}')
+    job = store.claim(lease_seconds=0.2)
+    assert (job.delivery_id, job.payload, job.attempts) == ("a", {"x": 1}, 1)
+    assert store.claim(lease_seconds=0.2) is None  # leased
+    time.sleep(0.3)
+    again = store.claim(lease_seconds=30)  # the first worker died: its lease ran out
+    assert again.attempts == 2
+    for _ in range(MAX_ATTEMPTS - 2):
+        store.finish("a", "boom")
+        store.claim(lease_seconds=30)
+    store.finish("a", "boom")
+    assert store.counts() == {"failed": 1} and store.claim(30) is None
+
+
+@pytest.fixture
+def github():
+    gh, key = s.fake_github(config="review_comments: mention\nreview_pull_requests: true\n")
+    with ServerThread(create_github_app(gh)) as url:
+        yield gh, key, url
+
+
+def open_api(url, key, payload):
+    return PullRequestAPI.open(app_client(url, s.APP_ID, key, payload["installation"]["id"]), s.REPO,
+                               (payload.get("pull_request") or payload.get("issue"))["number"])
+
+
+def handlers(answer=lambda code: CONTEXT_MANAGER):
+    engine = FakeEngine(answer)
+    return Handlers(lambda strategy: Reviser(engine, ZeroShot()), "fake-model"), engine
+
+
+def handle(github, event, payload, handlers_):
+    gh, key, url = github
+    api = open_api(url, key, payload)
+    log = logging.LoggerAdapter(logging.getLogger())
+    return handlers_.handle(ReviewContext("d", event, payload, api, log))
+
+
+def test_review_comment_gets_one_reply_with_a_suggestion_for_exactly_those_lines(github):
+    gh = github[0]
+    h, engine = handlers()
+    outcome = handle(github, "pull_request_review_comment", s.review_comment_payload(), h)
+    assert outcome == "replied with a suggestion for app/storage.py:11-13"
+    [reply] = s.replies(gh)
+    assert reply["body"].startswith("```suggestion\n    with open(path, 'w') as f:\n"
+                                    "        f.write(json.dumps(settings))\n```\n")
+    assert "Automatic suggestion by Revisor (fake-model)" in reply["body"]
+    assert "<!-- revisor:" in reply["body"]
+    query = engine.requests[0].messages[-2]["content"]
+    assert 'f = open(path, "w")' in query and "use a context manager here" in query and "/revise" not in query
+    assert handle(github, "pull_request_review_comment", s.review_comment_payload(), h) == "already answered"
+    assert len(s.replies(gh)) == 1
+    tokens = [r for r in gh.requests if r[1].endswith("/access_tokens")]
+    assert tokens and any(path.endswith("/files") for _, path in gh.requests)
+
+
+def test_files_and_comments_are_read_across_pages(github):
+    gh, key, url = github
+    api = open_api(url, key, s.review_comment_payload())
+    assert [f.path for f in api.diff().patch] == ["app/storage.py", "docs/0.txt", "docs/1.txt", "docs/2.txt",
+                                                  "logo.png"]
+    pages = [p for m, p in gh.requests if p.endswith("/files")]
+    assert len(pages) >= 3  # per_page is capped at 2 by the server
+
+
+def test_comment_without_mention_or_with_nothing_to_change_posts_nothing(github):
+    gh = github[0]
+    h, _ = handlers()
+    plain = s.review_comment_payload(body="use a context manager here")
+    assert handle(github, "pull_request_review_comment", plain, h) == "comment does not mention Revisor"
+    unchanged, _ = handlers(lambda code: code)
+    outcome = handle(github, "pull_request_review_comment", s.review_comment_payload(), unchanged)
+    assert outcome.startswith("no suggestion") and s.replies(gh) == []
+
+
+def test_config_comes_from_the_base_branch_only():
+    gh, _ = s.fake_github(config=None)
+    assert RepoConfig.parse(gh.contents.get(("master", ".github/revisor.yml"))) == RepoConfig()
+    with pytest.raises(RevisorError, match="unknown setting"):
+        RepoConfig.parse("run_shell: true\n")
+    assert not RepoConfig.parse("exclude: ['docs/*']\n").wants("docs/a.txt")
+
+
+def test_pull_request_review_is_one_call_with_placed_suggestions(github):
+    gh = github[0]
+    h, engine = handlers(lambda code: code.upper())
+    outcome = handle(github, "pull_request", s.pull_request_payload(), h)
+    assert outcome.startswith("posted a review with")
+    [review] = gh.pulls[s.PR].reviews
+    assert review["commit_id"] == s.HEAD and f"<!-- revisor-head:{s.HEAD} -->" in review["body"]
+    posts = [p for m, p in gh.requests if m == "POST" and p.endswith("/reviews")]
+    assert len(posts) == 1
+    suggestions = [c for c in gh.pulls[s.PR].review_comments if c.get("pull_request_review_id")]
+    assert {(c["path"], c.get("start_line"), c["line"]) for c in suggestions} == {
+        ("app/storage.py", 10, 20), ("docs/0.txt", None, 2), ("docs/1.txt", None, 2), ("docs/2.txt", None, 2)}
+    assert handle(github, "pull_request", s.pull_request_payload(), h) == "already reviewed this head"
+
+
+def test_a_422_from_github_keeps_the_comments_in_the_review_body(github):
+    gh, key, url = github
+    api = open_api(url, key, s.pull_request_payload())
+    bad = {"path": "app/storage.py", "line": 90, "side": "RIGHT", "body": "```suggestion\nx\n```"}
+    api.review(s.HEAD, "summary", [bad])
+    [review] = gh.pulls[s.PR].reviews
+    assert "summary" in review["body"] and "```suggestion\nx\n```" in review["body"]
+
+
+def test_bad_app_credentials_and_server_errors(github):
+    gh, key, url = github
+    other_key, _ = new_app_key()
+    with pytest.raises(GithubException) as failure:
+        open_api(url, other_key, s.review_comment_payload())
+    assert failure.value.status == 401
+    gh.fail_next = [502, 503]
+    assert open_api(url, key, s.review_comment_payload()).pull.number == s.PR  # retried
+
+
+def test_worker_records_failures_and_posts_once_when_a_job_runs_again(github, store):
+    gh, key, url = github
+    h, _ = handlers()
+    payload = s.review_comment_payload()
+    body, _ = s.signed(payload, "pull_request_review_comment", "x")
+    store.enqueue("x", "pull_request_review_comment", body)
+    worker = Worker(store, lambda: h, lambda p: open_api(url, key, p), lease_seconds=30)
+    assert worker.run_once() and store.counts() == {"done": 1}
+    store._db().execute("UPDATE deliveries SET status = 'queued'")  # as if it died before recording
+    assert worker.run_once() and len(s.replies(gh)) == 1
+    broken = Worker(store, lambda: h, lambda p: (_ for _ in ()).throw(RuntimeError("boom")), 30)
+    store.enqueue("y", "pull_request_review_comment", body)
+    assert broken.run_once()
+    assert store._db().execute("SELECT status, error FROM deliveries WHERE delivery_id='y'").fetchone() == (
+        "queued", "RuntimeError: boom")
