@@ -7,6 +7,7 @@ review comment whose lines are not in one hunk of the pull request's diff gets 4
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import itertools
 import secrets
@@ -57,6 +58,7 @@ class FakeGitHub:
     requests: list[tuple[str, str]] = field(default_factory=list)
     fail_next: list[int] = field(default_factory=list)  # statuses to answer next, e.g. [502]
     per_page_cap: int = 2  # small pages, so pagination is exercised
+    slow_paths: dict[str, float] = field(default_factory=dict)  # path suffix -> seconds to wait
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1000))
 
     def base(self, request: Request) -> str:
@@ -90,6 +92,9 @@ def create_github_app(gh: FakeGitHub) -> FastAPI:
     @app.middleware("http")
     async def record_and_authenticate(request: Request, call_next):
         gh.requests.append((request.method, request.url.path))
+        for suffix, seconds in gh.slow_paths.items():
+            if request.url.path.endswith(suffix):
+                await asyncio.sleep(seconds)
         if gh.fail_next:
             return error(gh.fail_next.pop(0), "Server Error")
         header = request.headers.get("authorization", "")
