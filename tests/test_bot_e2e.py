@@ -7,6 +7,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -48,7 +49,7 @@ class Serve:
                     return
             except httpx.HTTPError:
                 pass
-            assert self.process.poll() is None and time.monotonic() < deadline, open(log).read()
+            assert self.process.poll() is None and time.monotonic() < deadline, Path(log).read_text()
             time.sleep(0.2)
 
     def post(self, body, headers):
