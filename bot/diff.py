@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from unidiff import PatchSet
 from unidiff.errors import UnidiffParseError
@@ -21,9 +21,12 @@ class Region:
     start: int
     end: int
     code: str
+    before: str = ""
+    after: str = ""
+    """New-side lines of the same hunk around the region, for the model's reference."""
 
     def task(self, comment: str = "") -> RevisionTask:
-        return RevisionTask(self.code, comment, language_of_path(self.path))
+        return RevisionTask(self.code, comment, language_of_path(self.path), self.before, self.after)
 
     @property
     def location(self) -> str:
@@ -62,15 +65,20 @@ class Diff:
                         run = []
         return regions
 
-    def region_at(self, path: str, start: int, end: int) -> Region:
-        """The new-side lines `start`..`end` of `path`; they must lie in one hunk of the diff."""
+    def region_at(self, path: str, start: int, end: int, context: int = 0) -> Region:
+        """The new-side lines `start`..`end` of `path`, which must lie in one hunk of the diff,
+        with up to `context` lines of that hunk before and after them."""
         files = [f for f in self.patch if f.path == path]
         if not files:
             raise DiffError(f"{path} is not in the diff")
         for hunk in files[0]:
             lines = {ln.target_line_no: ln for ln in hunk if ln.target_line_no is not None}
             if all(n in lines for n in range(start, end + 1)):
-                return _region(path, [lines[n] for n in range(start, end + 1)])
+                region = _region(path, [lines[n] for n in range(start, end + 1)])
+                before = [lines[n] for n in range(start - context, start) if n in lines]
+                after = [lines[n] for n in range(end + 1, end + 1 + context) if n in lines]
+                return replace(region, before="".join(ln.value for ln in before),
+                               after="".join(ln.value for ln in after))
         raise DiffError(
             f"{path}:{start}-{end} is not within one hunk of the new side: comment on changed "
             "or context lines that the diff shows"

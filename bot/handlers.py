@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from bot.config import RepoConfig
 from bot.github import PullRequestAPI
-from bot.pipeline import Budget, Suggestion, review
+from bot.pipeline import CONTEXT_LINES, Budget, Suggestion, review
 from bot.placement import (
     Placed,
     Unplaceable,
@@ -106,7 +106,7 @@ class Handlers:
         if print_ in ctx.api.posted_fingerprints():
             return "already answered"
         try:
-            region = ctx.api.diff().region_at(path, start, end)
+            region = ctx.api.diff().region_at(path, start, end, context=CONTEXT_LINES)
         except DiffError as error:
             return f"cannot revise: {error}"
         instruction = re.sub(rf"/revise\b|@{re.escape(self.bot_name)}\b", "", body, flags=re.I).strip()

@@ -11,6 +11,9 @@ from model.errors import RevisorError
 from model.reviser import Reviser
 from model.schema import NoRevision
 
+CONTEXT_LINES = 8
+"""Lines of the hunk around commented lines that the model sees for reference."""
+
 
 @dataclass(frozen=True)
 class LineComment:
@@ -84,7 +87,7 @@ def review(diff: Diff, reviser: Reviser, comments: list[LineComment], budget: Bu
     """Revise the commented lines (or, with no comments, every changed region) of a diff."""
     result = ReviewResult(skipped_files=[(path, "binary file") for path in diff.binary_files])
     if comments:
-        targets = [(diff.region_at(c.path, c.start, c.end), c.text) for c in comments]
+        targets = [(diff.region_at(c.path, c.start, c.end, CONTEXT_LINES), c.text) for c in comments]
     else:
         targets = [(region, "") for region in diff.changed_regions()]
     targets = select_within_budget(targets, budget, result)

@@ -47,7 +47,13 @@ def fenced(code: str, info: str) -> str:
 
 def query_message(task: RevisionTask) -> str:
     comment = task.comment.strip() or UNPROMPTED_COMMENT
-    return f"Code under review:\n{fenced(task.code, task.language)}\n\nReview comment: {comment}"
+    parts = []
+    if task.before.strip():
+        parts.append(f"Code just before it (do not repeat it):\n{fenced(task.before, task.language)}\n\n")
+    parts.append(f"Code under review:\n{fenced(task.code, task.language)}\n\n")
+    if task.after.strip():
+        parts.append(f"Code just after it (do not repeat it):\n{fenced(task.after, task.language)}\n\n")
+    return "".join(parts) + f"Review comment: {comment}"
 
 
 class PromptStrategy(Protocol):

@@ -8,11 +8,16 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class RevisionTask:
-    """Code to revise and the review comment to follow ("" asks for an unprompted review)."""
+    """Code to revise and the review comment to follow ("" asks for an unprompted review).
+
+    `before` and `after` are the lines around the code, shown to the model for reference only.
+    """
 
     code: str
     comment: str
     language: str = ""
+    before: str = ""
+    after: str = ""
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,8 @@ class FakeEngine:
         out = []
         for request in requests:
             query = request.messages[-2]["content"]
-            code = query.split("\n", 1)[1].split("\n```", 1)[0].split("\n", 1)[1]
+            block = query.split("Code under review:\n", 1)[1]
+            code = block.split("\n", 1)[1].split("\n```", 1)[0] + "\n"
             text = self.answer(code)
             out.append(Completion(text, len(query), len(text)))
         return out

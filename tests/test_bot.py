@@ -143,6 +143,8 @@ def test_review_comment_gets_one_reply_with_a_suggestion_for_exactly_those_lines
     assert "<!-- revisor:" in reply["body"]
     query = engine.requests[0].messages[-2]["content"]
     assert 'f = open(path, "w")' in query and "use a context manager here" in query and "/revise" not in query
+    before = "Code just before it (do not repeat it):\n```python\n        return json.load(handle)\n\n\n"
+    assert before + "def save_settings(path, settings):\n```" in query
     assert handle(github, "pull_request_review_comment", s.review_comment_payload(), h) == "already answered"
     assert len(s.replies(gh)) == 1
     tokens = [r for r in gh.requests if r[1].endswith("/access_tokens")]
