@@ -100,7 +100,8 @@ class RepoConfig:
     max_regions: int = 40
     include: tuple[str, ...] = ("**",)
     exclude: tuple[str, ...] = ()
-    strategy: str = "zero-shot"
+    strategy: str | None = None
+    """A prompt strategy; None is the service's (REVISOR_STRATEGY)."""
     note_when_no_suggestion: bool = False
 
     @classmethod
@@ -121,7 +122,7 @@ class RepoConfig:
         config = replace(cls(), **values)
         if config.review_comments not in ("mention", "all"):
             raise RevisorError(".github/revisor.yml: review_comments must be mention or all")
-        if config.strategy not in STRATEGIES:
+        if config.strategy is not None and config.strategy not in STRATEGIES:
             raise RevisorError(f".github/revisor.yml: strategy must be one of {', '.join(STRATEGIES)}")
         return config
 

@@ -66,6 +66,10 @@ class Handlers:
     """A reviser for a prompt strategy name."""
     model_label: str
     bot_name: str = "revisor"
+    default_strategy: str = "zero-shot"
+
+    def reviser(self, config: RepoConfig) -> Reviser:
+        return self.revisers(config.strategy or self.default_strategy)
 
     @property
     def footer(self) -> str:
@@ -110,7 +114,7 @@ class Handlers:
         except DiffError as error:
             return f"cannot revise: {error}"
         instruction = re.sub(rf"/revise\b|@{re.escape(self.bot_name)}\b", "", body, flags=re.I).strip()
-        answer = self.revisers(config.strategy).revise([region.task(instruction)])[0]
+        answer = self.reviser(config).revise([region.task(instruction)])[0]
         outcome = answer.outcome
         if isinstance(outcome, NoRevision):
             if config.note_when_no_suggestion:
@@ -128,7 +132,7 @@ class Handlers:
         pull_diff = ctx.api.diff()
         last = ctx.api.last_reviewed_head() if ctx.event == "pull_request" else None
         changed = ctx.api.compare_diff(last, head_sha) if last else pull_diff
-        result = review(changed.filtered(config.wants), self.revisers(config.strategy), [],
+        result = review(changed.filtered(config.wants), self.reviser(config), [],
                         Budget(config.max_files, config.max_regions))
         placements = [place(s, pull_diff) for s in result.suggestions]
         placed = [p for p in placements if isinstance(p, Placed)][: config.max_suggestions]

@@ -55,7 +55,7 @@ def build_handlers(model: ModelSettings, bot_name: str) -> Handlers:
             revisers[strategy] = Reviser(engine, build_strategy(strategy, False, model.pool, 3))
         return revisers[strategy]
 
-    return Handlers(reviser, engine.description, bot_name)
+    return Handlers(reviser, engine.description, bot_name, model.strategy)
 
 
 def app_api(settings: Settings) -> Callable[[dict], PullRequestAPI]:
