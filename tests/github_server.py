@@ -54,6 +54,7 @@ class FakeGitHub:
     repo: str  # owner/name
     pulls: dict[int, PullRequest] = field(default_factory=dict)
     contents: dict[tuple[str, str], str] = field(default_factory=dict)  # (ref, path) -> text
+    compares: dict[tuple[str, str], list[dict]] = field(default_factory=dict)  # (base, head) -> files
     tokens: set[str] = field(default_factory=set)
     requests: list[tuple[str, str]] = field(default_factory=list)
     fail_next: list[int] = field(default_factory=list)  # statuses to answer next, e.g. [502]
@@ -209,6 +210,15 @@ def create_github_app(gh: FakeGitHub) -> FastAPI:
             pull.review_comments.append(
                 {**comment, "id": next(gh._ids), "pull_request_review_id": review["id"]})
         return ok(review)
+
+    @app.get(prefix + "/compare/{basehead}")
+    def compare(basehead: str):
+        base, _, head = basehead.partition("...")
+        files = gh.compares.get((base, head))
+        if files is None:
+            return error(404, "Not Found")
+        return ok({"status": "ahead", "ahead_by": 1, "behind_by": 0, "total_commits": 1, "commits": [],
+                   "files": files})
 
     @app.get(prefix + "/commits/{sha}")
     def get_commit(request: Request, sha: str):

@@ -193,6 +193,21 @@ def test_pull_request_review_is_one_call_with_placed_suggestions(github):
     assert handle(github, "pull_request", s.pull_request_payload(), h) == "already reviewed this head"
 
 
+def test_synchronize_reviews_only_what_changed_since_the_last_reviewed_head(github):
+    gh = github[0]
+    h, _ = handlers(lambda code: code.upper())
+    handle(github, "pull_request", s.pull_request_payload(), h)
+    new_head = "f" * 40
+    gh.pulls[s.PR].head_sha = new_head
+    gh.compares[(s.HEAD, new_head)] = [f for f in gh.pulls[s.PR].files if f["filename"] == "docs/1.txt"]
+    synchronize = s.pull_request_payload("synchronize")
+    synchronize["pull_request"]["head"]["sha"] = new_head
+    assert handle(github, "pull_request", synchronize, h) == "posted a review with 1 suggestion(s)"
+    latest = gh.pulls[s.PR].reviews[-1]
+    commented = [c for c in gh.pulls[s.PR].review_comments if c.get("pull_request_review_id") == latest["id"]]
+    assert [c["path"] for c in commented] == ["docs/1.txt"]
+
+
 def test_a_422_from_github_keeps_the_comments_in_the_review_body(github):
     gh, key, url = github
     api = open_api(url, key, s.pull_request_payload())
