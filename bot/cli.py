@@ -11,16 +11,14 @@ from pathlib import Path
 
 import click
 
-from model.adapters import adapter_config, check_adapter
-from model.embedded import prepare_embedded_model, resolve_model, revisor_home
+from bot.compose import DEFAULT_POOL, build_reviser, build_strategy, engine_config
+from model.embedded import prepare_embedded_model, resolve_model
 from model.engines.base import EngineConfig
 from model.engines.registry import ENGINES, make_engine
 from model.errors import RevisorError
-from model.prompts import STRATEGIES, PromptStrategy, make_strategy
+from model.prompts import STRATEGIES, make_strategy
 from model.reviser import Reviser
 from model.schema import NoRevision, RevisionTask
-
-DEFAULT_POOL = "../shared/datasets/codereviewer/train.jsonl"
 
 
 def model_options(command):
@@ -56,38 +54,6 @@ def model_options(command):
     return functools.reduce(lambda cmd, option: option(cmd), reversed(options), command)
 
 
-def engine_config(engine: str, model: str | None, adapter: str | None, base_url: str | None,
-                  api_key: str, compile: bool, **tuning) -> EngineConfig:
-    if engine == "openai":
-        if not base_url:
-            raise RevisorError("--engine openai needs --base-url (e.g. http://localhost:8000/v1)")
-        return EngineConfig(model=model or "", adapter=adapter, base_url=base_url, api_key=api_key,
-                            **tuning)
-    if adapter is not None:
-        adapter_config(adapter)  # a missing adapter fails before the model is prepared
-    base = resolve_model(model)
-    if adapter is not None:
-        check_adapter(adapter, base)
-    return EngineConfig(model=base, adapter=adapter, compile=compile, **tuning)
-
-
-def build_strategy(name: str, persona: bool, pool: str, shots: int) -> PromptStrategy:
-    retriever = None
-    if name == "few-shot":
-        from model.retrieval import BM25Retriever
-        from training.datasets import load_dataset
-
-        retriever = BM25Retriever(load_dataset(pool).examples, revisor_home() / "index")
-    return make_strategy(name, persona=persona, retriever=retriever, k=shots)
-
-
-def build_reviser(engine: str, model, adapter, base_url, api_key, strategy_name, persona, pool,
-                  shots, compile) -> Reviser:
-    strategy = build_strategy(strategy_name, persona, pool, shots)
-    config = engine_config(engine, model, adapter, base_url, api_key, compile)
-    return Reviser(make_engine(engine, config), strategy)
-
-
 def read_text(source: str) -> str:
     """A file's text ('-' is standard input); a clear error for what is not UTF-8 text."""
     try:
@@ -108,9 +74,14 @@ def cli() -> None:
     """Revisor turns code-review comments into revised code, served by vLLM.
 
     \b
-    revise  revise one piece of code following a review comment
-    review  propose suggestions for a local diff (`git diff main | revisor review`)
-    bench   Exact Match on review-to-revision records, beside published systems
+    revise         revise one piece of code following a review comment
+    review         propose suggestions for a local diff (`git diff main | revisor review`)
+    bench          Exact Match on review-to-revision records, beside published systems
+    train          fine-tune a LoRA adapter on review-to-revision pairs
+    data split     reproducible train/dev splits of review-to-revision pools
+    serve          the GitHub App webhook service (with workers)
+    worker         workers for stored webhook deliveries
+    action         the GitHub Action entry point
     prepare-model  convert the embedded model once (done on first use anyway)
     """
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import yaml
 
+from bot.compose import DEFAULT_POOL
 from model.errors import RevisorError
 from model.prompts import STRATEGIES
 
@@ -23,7 +24,7 @@ class ModelSettings:
     base_url: str | None = None
     api_key: str = "EMPTY"
     strategy: str = "zero-shot"
-    pool: str = "../shared/datasets/codereviewer/train.jsonl"
+    pool: str = DEFAULT_POOL
 
     @classmethod
     def from_env(cls, env: dict[str, str]) -> ModelSettings:

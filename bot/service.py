@@ -43,7 +43,7 @@ class _JsonMessage(logging.Filter):
 
 def build_handlers(model: ModelSettings, bot_name: str) -> Handlers:
     """Handlers with one engine, shared by every prompt strategy a repository may choose."""
-    from bot.cli import build_strategy, engine_config
+    from bot.compose import build_strategy, engine_config
     from model.engines.registry import make_engine
 
     engine = make_engine(model.engine, engine_config(model.engine, model.model, model.adapter,
