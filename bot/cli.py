@@ -13,11 +13,9 @@ import click
 
 from bot.compose import DEFAULT_POOL, build_reviser, build_strategy, engine_config
 from model.embedded import prepare_embedded_model, resolve_model
-from model.engines.base import EngineConfig
 from model.engines.registry import ENGINES, make_engine
 from model.errors import RevisorError
-from model.prompts import STRATEGIES, make_strategy
-from model.reviser import Reviser
+from model.prompts import STRATEGIES
 from model.schema import NoRevision, RevisionTask
 
 
@@ -235,7 +233,7 @@ def train(data, output, model, eval_data, eval_limit, target_modules, **hyper) -
     Multi-GPU: `accelerate launch -m bot.cli train ...` with the same options.
     """
     from training.datasets import load_dataset
-    from training.lora import TrainConfig, check_output, file_digest
+    from training.lora import TrainConfig, check_output, file_digest, held_out_exact_match
     from training.lora import train as run_training
 
     config = TrainConfig(data=list(data), output=output, model=model or "", eval_data=eval_data,
@@ -250,20 +248,8 @@ def train(data, output, model, eval_data, eval_limit, target_modules, **hyper) -
     if not examples:
         raise RevisorError(f"{', '.join(data)} hold no records to train on")
     held_out = load_dataset(eval_data).examples[:eval_limit] if eval_data else []
-
-    def evaluate(adapter) -> float:
-        from training.metrics import score_system
-
-        strategy = "fine-tuned" if adapter else "zero-shot"
-        engine = make_engine("vllm", EngineConfig(
-            model=base, adapter=str(adapter) if adapter else None, compile=False))
-        answers = Reviser(engine, make_strategy(strategy)).revise([e.task for e in held_out])
-        engine.close()
-        score = score_system(strategy, held_out, [a.code for a in answers]).exact_match
-        click.echo(f"held-out Exact Match ({'adapter' if adapter else 'base, zero-shot'}): {score:.1%}")
-        return score
-
-    metadata = run_training(config, base, examples, sources, evaluate if held_out else None)
+    evaluate = functools.partial(held_out_exact_match, base, held_out) if held_out else None
+    metadata = run_training(config, base, examples, sources, evaluate)
     click.echo(json.dumps({k: v for k, v in metadata.items() if k != "config"}, indent=2))
 
 

@@ -204,6 +204,25 @@ def train(config: TrainConfig, base_model: str, train_examples: list[Example], s
     return metadata
 
 
+def held_out_exact_match(base_model: str, examples: list[Example], adapter: Path | None) -> float:
+    """Exact Match on held-out pairs: the adapter with the fine-tuned format, or (None) the base
+    model prompted zero-shot, both greedy with in-process vLLM."""
+    from model.engines.base import EngineConfig
+    from model.engines.vllm_local import VLLMEngine
+    from model.prompts import make_strategy
+    from model.reviser import Reviser
+    from training.metrics import score_system
+
+    strategy = "fine-tuned" if adapter else "zero-shot"
+    engine = VLLMEngine(EngineConfig(model=base_model, adapter=str(adapter) if adapter else None,
+                                     compile=False))
+    answers = Reviser(engine, make_strategy(strategy)).revise([e.task for e in examples])
+    engine.close()
+    score = score_system(strategy, examples, [a.code for a in answers]).exact_match
+    print(f"held-out Exact Match ({'adapter' if adapter else 'base model, zero-shot'}): {score:.1%}")
+    return score
+
+
 def progress_callback(tokens_per_step: float):
     """Adds tokens/s to the Trainer's logs (its progress bar already shows steps and time left)."""
     from transformers import TrainerCallback
