@@ -44,6 +44,9 @@ class SQLiteJobStore:
     def __init__(self, path: str | Path):
         self.path = str(path)
         self._local = threading.local()
+        # Writers in this process take turns here rather than in SQLite's busy handler, whose
+        # sleeps would add tens of milliseconds to a webhook's answer.
+        self._write = threading.Lock()
         with self._db() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("""CREATE TABLE IF NOT EXISTS deliveries (
@@ -64,9 +67,10 @@ class SQLiteJobStore:
         return db
 
     def enqueue(self, delivery_id: str, event: str, payload: bytes) -> bool:
-        cursor = self._db().execute(
-            "INSERT OR IGNORE INTO deliveries (delivery_id, event, payload, received_at) VALUES (?, ?, ?, ?)",
-            (delivery_id, event, payload, time.time()))
+        with self._write:
+            cursor = self._db().execute(
+                "INSERT OR IGNORE INTO deliveries (delivery_id, event, payload, received_at) "
+                "VALUES (?, ?, ?, ?)", (delivery_id, event, payload, time.time()))
         return cursor.rowcount == 1
 
     def claim(self, lease_seconds: float) -> Job | None:

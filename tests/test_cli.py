@@ -1,6 +1,7 @@
 """The `revisor` command as a user runs it: real processes, real files, one-line errors."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -117,3 +118,22 @@ def test_revise_prints_a_unified_diff(vllm_server, tmp_path):
     out = result.stdout.decode()
     assert out.startswith(f"--- a/{code}\n+++ b/{code}\n@@")
     assert "+    with open(path" in out
+
+
+def test_serve_refuses_to_start_without_a_secret_or_app_credentials(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GITHUB_")}
+    run = subprocess.run([sys.executable, "-m", "bot.cli", "serve"], env=env, capture_output=True, cwd=ROOT,
+                         timeout=60)
+    assert_one_line_error(run, "GITHUB_WEBHOOK_SECRET must be set")
+    env["GITHUB_WEBHOOK_SECRET"] = "s" * 32
+    run = subprocess.run([sys.executable, "-m", "bot.cli", "serve"], env=env, capture_output=True, cwd=ROOT,
+                         timeout=60)
+    assert_one_line_error(run, "set GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY")
+
+
+def test_settings_never_show_secrets():
+    from bot.config import Settings
+
+    settings = Settings.from_env({"GITHUB_WEBHOOK_SECRET": "s" * 32, "GITHUB_APP_ID": "1",
+                                  "GITHUB_APP_PRIVATE_KEY": "-----BEGIN RSA PRIVATE KEY-----x"})
+    assert "s" * 32 not in repr(settings) and "PRIVATE KEY" not in repr(settings)
