@@ -175,6 +175,7 @@ def train(config: TrainConfig, base_model: str, train_examples: list[Example], s
         seed=config.seed,
         data_seed=config.seed,
         report_to=[],
+        disable_tqdm=False,  # the progress bar: steps and time left
         remove_unused_columns=False,
     )
     mean_tokens = sum(len(r["input_ids"]) for r in rows) / len(rows)
