@@ -107,6 +107,7 @@ class Handlers:
         if not config.wants(path):
             return f"{path} is excluded by .github/revisor.yml"
         print_ = fingerprint("reply", comment["id"])
+        thread = comment.get("in_reply_to_id") or comment["id"]  # GitHub takes no reply to a reply
         if print_ in ctx.api.posted_fingerprints():
             return "already answered"
         try:
@@ -118,11 +119,11 @@ class Handlers:
         outcome = answer.outcome
         if isinstance(outcome, NoRevision):
             if config.note_when_no_suggestion:
-                ctx.api.reply(comment["id"], f"Revisor has no suggestion here: {outcome.reason}.\n\n"
+                ctx.api.reply(thread, f"Revisor has no suggestion here: {outcome.reason}.\n\n"
                                              f"{self.footer}\n{marker(print_)}")
             return f"no suggestion: {outcome.reason}"
         suggestion = Suggestion(region, outcome.code, instruction)
-        ctx.api.reply(comment["id"], suggestion_body(suggestion, self.footer, print_))
+        ctx.api.reply(thread, suggestion_body(suggestion, self.footer, print_))
         return f"replied with a suggestion for {region.location}"
 
     def review_pull_request(self, ctx: ReviewContext, config: RepoConfig, head_sha: str) -> str:

@@ -242,3 +242,13 @@ def test_worker_records_failures_and_posts_once_when_a_job_runs_again(github, st
     assert broken.run_once()
     assert store._db().execute("SELECT status, error FROM deliveries WHERE delivery_id='y'").fetchone() == (
         "queued", "RuntimeError: boom")
+
+
+def test_a_mention_inside_a_thread_is_answered_in_that_thread(github):
+    gh = github[0]
+    h, _ = handlers()
+    payload = s.review_comment_payload(body="@revisor use a context manager here")
+    payload["comment"].update(id=s.COMMENT_ID + 1, in_reply_to_id=s.COMMENT_ID)
+    assert handle(github, "pull_request_review_comment", payload, h).startswith("replied")
+    [reply] = s.replies(gh)
+    assert reply["body"].startswith("```suggestion\n")
