@@ -25,6 +25,8 @@ class ModelSettings:
     api_key: str = "EMPTY"
     strategy: str = "zero-shot"
     pool: str = DEFAULT_POOL
+    adapters: tuple[str, ...] = ()
+    """LoRA module names on the `openai` engine's server that repositories may choose."""
 
     @classmethod
     def from_env(cls, env: dict[str, str]) -> ModelSettings:
@@ -36,6 +38,7 @@ class ModelSettings:
             api_key=env.get("REVISOR_API_KEY", "EMPTY"),
             strategy=env.get("REVISOR_STRATEGY", "zero-shot"),
             pool=env.get("REVISOR_POOL", cls.pool),
+            adapters=tuple(a.strip() for a in env.get("REVISOR_ADAPTERS", "").split(",") if a.strip()),
         )
 
     @property
@@ -103,6 +106,8 @@ class RepoConfig:
     exclude: tuple[str, ...] = ()
     strategy: str | None = None
     """A prompt strategy; None is the service's (REVISOR_STRATEGY)."""
+    adapter: str | None = None
+    """A LoRA adapter by name, from those the service offers (REVISOR_ADAPTERS); None: its model."""
     note_when_no_suggestion: bool = False
 
     @classmethod

@@ -62,14 +62,14 @@ class ReviewContext:
 
 @dataclass
 class Handlers:
-    revisers: Callable[[str], Reviser]
-    """A reviser for a prompt strategy name."""
+    revisers: Callable[[str, str | None], Reviser]
+    """A reviser for a prompt strategy name and an adapter name (None: the service's model)."""
     model_label: str
     bot_name: str = "revisor"
     default_strategy: str = "zero-shot"
 
     def reviser(self, config: RepoConfig) -> Reviser:
-        return self.revisers(config.strategy or self.default_strategy)
+        return self.revisers(config.strategy or self.default_strategy, config.adapter)
 
     @property
     def footer(self) -> str:

@@ -46,14 +46,26 @@ def build_handlers(model: ModelSettings, bot_name: str) -> Handlers:
     from bot.compose import build_strategy, engine_config
     from model.engines.registry import make_engine
 
-    engine = make_engine(model.engine, engine_config(model.engine, model.model, model.adapter,
-                                                     model.base_url, model.api_key, compile=False))
-    revisers: dict[str, Reviser] = {}
+    def engine_for(adapter: str | None):
+        return make_engine(model.engine, engine_config(model.engine, model.model, adapter or model.adapter,
+                                                       model.base_url, model.api_key, compile=False))
 
-    def reviser(strategy: str) -> Reviser:
-        if strategy not in revisers:
-            revisers[strategy] = Reviser(engine, build_strategy(strategy, False, model.pool, 3))
-        return revisers[strategy]
+    engines = {None: engine_for(None)}
+    engine = engines[None]
+    revisers: dict[tuple[str, str | None], Reviser] = {}
+
+    def reviser(strategy: str, adapter: str | None) -> Reviser:
+        if adapter is not None and adapter not in model.adapters:
+            raise RevisorError(f"adapter {adapter!r} in .github/revisor.yml is not offered by this "
+                               f"service (REVISOR_ADAPTERS: {', '.join(model.adapters) or 'none'})")
+        if adapter not in engines:
+            if model.engine != "openai":
+                raise RevisorError("choosing an adapter per repository needs the openai engine")
+            engines[adapter] = engine_for(adapter)
+        if (strategy, adapter) not in revisers:
+            strategy_ = build_strategy(strategy, False, model.pool, 3)
+            revisers[strategy, adapter] = Reviser(engines[adapter], strategy_)
+        return revisers[strategy, adapter]
 
     return Handlers(reviser, engine.description, bot_name, model.strategy)
 

@@ -121,7 +121,7 @@ def open_api(url, key, payload):
 
 def handlers(answer=lambda code: CONTEXT_MANAGER):
     engine = FakeEngine(answer)
-    return Handlers(lambda strategy: Reviser(engine, ZeroShot()), "fake-model"), engine
+    return Handlers(lambda strategy, adapter: Reviser(engine, ZeroShot()), "fake-model"), engine
 
 
 def handle(github, event, payload, handlers_):
@@ -252,3 +252,31 @@ def test_a_mention_inside_a_thread_is_answered_in_that_thread(github):
     assert handle(github, "pull_request_review_comment", payload, h).startswith("replied")
     [reply] = s.replies(gh)
     assert reply["body"].startswith("```suggestion\n")
+
+
+def test_repositories_choose_adapters_the_service_offers():
+    from bot.config import ModelSettings
+    from bot.service import build_handlers
+
+    settings = ModelSettings(engine="openai", base_url="http://127.0.0.1:9/v1", model="base",
+                             adapters=("team-a",))
+    h = build_handlers(settings, "revisor")
+    config = RepoConfig.parse("adapter: team-a\nstrategy: fine-tuned\n")
+    reviser = h.reviser(config)
+    assert reviser.engine.description == "team-a at http://127.0.0.1:9/v1"
+    assert reviser.strategy.name == "fine-tuned"
+    assert h.reviser(RepoConfig()).engine.description == "base at http://127.0.0.1:9/v1"
+    with pytest.raises(RevisorError, match="not offered by this service"):
+        h.reviser(RepoConfig.parse("adapter: team-b\n"))
+
+
+def test_on_demand_review_from_a_pull_request_conversation(github):
+    gh = github[0]
+    payload = s.fixture_payload("issue_comment/created.with-installation.payload.json")
+    payload["issue"].update(number=s.PR, pull_request={"url": "x"})
+    payload["comment"]["body"] = "/revisor review"
+    payload["installation"] = {"id": s.INSTALLATION}
+    assert wanted("issue_comment", payload)
+    h, _ = handlers(lambda code: code.upper())
+    assert handle(github, "issue_comment", payload, h).startswith("posted a review with")
+    assert gh.pulls[s.PR].reviews[-1]["commit_id"] == s.HEAD
