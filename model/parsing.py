@@ -44,9 +44,33 @@ def reindent(code: str, like: str) -> str:
     return textwrap.indent(body, common_indent(like))
 
 
-def revised_code(answer: str, original: str) -> str:
-    """The revised code in an answer, with the original's indentation ("" if none)."""
-    code = extract_code(answer).strip("\n")
+def drop_echoed_context(code: str, original: str, before: str, after: str) -> str:
+    """Without the lines around the code that the model was shown and wrote out again (unless
+    the original code itself begins or ends with those lines)."""
+    def stripped(text: str) -> list[str]:
+        return [line.strip() for line in text.strip("\n").split("\n")] if text.strip() else []
+
+    lines, own = code.split("\n"), stripped(original)
+    shown_before, shown_after = stripped(before), stripped(after)
+    for k in range(min(len(shown_before), len(lines) - 1), 0, -1):
+        head = [ln.strip() for ln in lines[:k]]
+        if head == shown_before[-k:] and any(head) and own[:k] != head:
+            lines = lines[k:]
+            break
+    for k in range(min(len(shown_after), len(lines) - 1), 0, -1):
+        tail = [ln.strip() for ln in lines[-k:]]
+        if tail == shown_after[:k] and any(tail) and own[-k:] != tail:
+            lines = lines[:-k]
+            break
+    return "\n".join(lines)
+
+
+def revised_code(answer: str, original: str, before: str = "", after: str = "") -> str:
+    """The revised code in an answer, with the original's indentation ("" if none).
+
+    `before` and `after` are the lines the model saw around the code; if it repeats them at the
+    edges of its answer they are dropped, since a suggestion replaces only the code itself."""
+    code = drop_echoed_context(extract_code(answer).strip("\n"), original, before, after).strip("\n")
     if not code.strip():
         return ""
     code = reindent(code, original)
@@ -58,9 +82,9 @@ def same_code(a: str, b: str) -> bool:
     return a.split() == b.split()
 
 
-def parse_revision(answer: str, original: str) -> RevisionOutcome:
+def parse_revision(answer: str, original: str, before: str = "", after: str = "") -> RevisionOutcome:
     """Parse an answer into a `Revision`; never raises on bad model output."""
-    code = revised_code(answer, original)
+    code = revised_code(answer, original, before, after)
     if not code:
         return NoRevision("the model returned no code")
     if same_code(code, original):

@@ -22,11 +22,11 @@ class Answer:
     @property
     def code(self) -> str:
         """The revised code as the model wrote it ("" when it wrote none)."""
-        return revised_code(self.answer_text, self.task.code)
+        return revised_code(self.answer_text, self.task.code, self.task.before, self.task.after)
 
     @property
     def outcome(self) -> RevisionOutcome:
-        return parse_revision(self.answer_text, self.task.code)
+        return parse_revision(self.answer_text, self.task.code, self.task.before, self.task.after)
 
 
 @dataclass

@@ -37,3 +37,16 @@ def test_reindent_keeps_relative_indentation():
 
 def test_a_repeated_opening_fence_after_the_prefill_is_dropped():
     assert extract_code("```python\n```python\nx = 2\n```") == "x = 2\n"
+
+
+def test_context_lines_the_model_repeats_are_dropped():
+    before = "import json\n\n\ndef save(path, data):\n"
+    after = "\n\ndef load(path):\n"
+    answer = ("```python\ndef save(path, data):\n    with open(path, 'w') as f:\n"
+              "        f.write(data)\n\n\ndef load(path):\n```")
+    original = "    f = open(path, 'w')\n    f.write(data)\n    f.close()\n"
+    outcome = parse_revision(answer, original, before, after)
+    assert outcome == Revision("    with open(path, 'w') as f:\n        f.write(data)\n")
+    # Lines that only look like context inside the revision stay.
+    kept = parse_revision("```\nx = 1\ny = 2\n```", "x = 0\ny = 2\n", "", "y = 2\n")
+    assert kept == Revision("x = 1\ny = 2\n")
