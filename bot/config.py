@@ -41,10 +41,6 @@ class ModelSettings:
             adapters=tuple(a.strip() for a in env.get("REVISOR_ADAPTERS", "").split(",") if a.strip()),
         )
 
-    @property
-    def label(self) -> str:
-        return self.adapter or self.model or "SmolLM2-135M-Instruct (embedded)"
-
 
 @dataclass(frozen=True)
 class Settings:
