@@ -35,7 +35,7 @@ class Metrics:
         self._store, self._queue = store, queue
 
     def render(self) -> bytes:
-        counts = getattr(self._store, "counts", dict)()
+        counts = self._store.counts()
         for status in ("queued", "running", "done", "failed"):
             self._queue.labels(status).set(counts.get(status, 0))
         return generate_latest(self.registry)

@@ -39,6 +39,10 @@ class JobStore(Protocol):
         """Mark done, or record the error: the job is retried until MAX_ATTEMPTS."""
         ...
 
+    def counts(self) -> dict[str, int]:
+        """Stored deliveries by status, for /metrics."""
+        ...
+
 
 class SQLiteJobStore:
     def __init__(self, path: str | Path):

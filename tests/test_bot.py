@@ -170,9 +170,14 @@ def test_comment_without_mention_or_with_nothing_to_change_posts_nothing(github)
     assert outcome.startswith("no suggestion") and s.replies(gh) == []
 
 
-def test_config_comes_from_the_base_branch_only():
-    gh, _ = s.fake_github(config=None)
-    assert RepoConfig.parse(gh.contents.get(("master", ".github/revisor.yml"))) == RepoConfig()
+def test_config_comes_from_the_base_branch_only(github):
+    gh, key, url = github
+    api = open_api(url, key, s.review_comment_payload())
+    assert api.config_text() == gh.contents[("master", ".github/revisor.yml")]
+    assert RepoConfig.parse(api.config_text()).review_comments == "mention"  # the head says "all"
+    assert [p for m, p in gh.requests if p.endswith("/contents/.github/revisor.yml")]
+    del gh.contents[("master", ".github/revisor.yml")]
+    assert api.config_text() is None and RepoConfig.parse(api.config_text()) == RepoConfig()
     with pytest.raises(RevisorError, match="unknown setting"):
         RepoConfig.parse("run_shell: true\n")
     assert not RepoConfig.parse("exclude: ['docs/*']\n").wants("docs/a.txt")
