@@ -9,10 +9,11 @@ import logging
 
 from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 
 from bot.handlers import wanted
 from bot.jobs import JobStore
+from bot.metrics import REGISTRY, JobCounts
 
 log = logging.getLogger("revisor.webhooks")
 REQUIRED_HEADERS = ("X-GitHub-Event", "X-GitHub-Delivery")
@@ -27,18 +28,16 @@ def valid_signature(secret: str, body: bytes, header: str | None) -> bool:
 
 
 class Metrics:
+    """This service's deliveries and the job store; then the work of the process's workers."""
+
     def __init__(self, store: JobStore):
         self.registry = CollectorRegistry()
         self.received = Counter("revisor_deliveries_received", "Webhook deliveries by outcome",
                                 ["outcome"], registry=self.registry)
-        queue = Gauge("revisor_jobs", "Stored deliveries by status", ["status"], registry=self.registry)
-        self._store, self._queue = store, queue
+        self.registry.register(JobCounts(store))
 
     def render(self) -> bytes:
-        counts = self._store.counts()
-        for status in ("queued", "running", "done", "failed"):
-            self._queue.labels(status).set(counts.get(status, 0))
-        return generate_latest(self.registry)
+        return generate_latest(self.registry) + generate_latest(REGISTRY)
 
 
 def create_app(secret: str, store: JobStore, max_payload_bytes: int = 10 * 2**20) -> FastAPI:

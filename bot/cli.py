@@ -284,9 +284,12 @@ def serve(host: str, port: int, workers: int) -> None:
     \b
     Configuration (environment):
       GITHUB_APP_ID, GITHUB_APP_PRIVATE_KEY or GITHUB_APP_PRIVATE_KEY_PATH, GITHUB_WEBHOOK_SECRET,
-      GITHUB_API_URL (default https://api.github.com), REVISOR_DATABASE (default revisor.db),
-      REVISOR_BOT_NAME, REVISOR_ENGINE, REVISOR_MODEL, REVISOR_ADAPTER, REVISOR_BASE_URL,
-      REVISOR_API_KEY, REVISOR_POOL.
+      GITHUB_API_URL (default https://api.github.com),
+      REVISOR_DATABASE (the SQLite job store, default revisor.db) or REVISOR_REDIS_URL (jobs in
+      Redis, for workers on several machines, e.g. redis://redis:6379/0),
+      REVISOR_BOT_NAME, REVISOR_LEASE_SECONDS, REVISOR_ENGINE, REVISOR_MODEL, REVISOR_ADAPTER,
+      REVISOR_ADAPTERS, REVISOR_BASE_URL (comma-separated replicas), REVISOR_API_KEY,
+      REVISOR_STRATEGY, REVISOR_POOL.
     """
     import threading
 
@@ -294,14 +297,15 @@ def serve(host: str, port: int, workers: int) -> None:
 
     from bot.app import create_app
     from bot.config import Settings
-    from bot.jobs import SQLiteJobStore
+    from bot.jobs import open_store
     from bot.service import configure_logging, start_workers
 
     settings = Settings.from_env()
     configure_logging()
+    store = open_store(settings.database, settings.redis_url)
     stop = threading.Event()
-    start_workers(settings, workers, stop)
-    app = create_app(settings.webhook_secret, SQLiteJobStore(settings.database), settings.max_payload_bytes)
+    start_workers(settings, store, workers, stop)
+    app = create_app(settings.webhook_secret, store, settings.max_payload_bytes)
     try:
         uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
     finally:
@@ -310,18 +314,31 @@ def serve(host: str, port: int, workers: int) -> None:
 
 @cli.command()
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(1))
-def worker(threads: int) -> None:
-    """Process stored deliveries (beside `revisor serve --workers 0`, same environment)."""
+@click.option("--metrics-port", type=int, help="Serve this worker's Prometheus metrics on this port.")
+def worker(threads: int, metrics_port: int | None) -> None:
+    """Process stored deliveries (beside `revisor serve --workers 0`, same environment).
+
+    Run as many as the model server keeps busy, on one or more machines: with REVISOR_REDIS_URL
+    they share one queue, and a job whose worker dies is taken over once its lease runs out.
+    """
     import threading
 
+    from prometheus_client import start_http_server
+
     from bot.config import Settings
+    from bot.jobs import open_store
+    from bot.metrics import REGISTRY, JobCounts
     from bot.service import configure_logging, start_workers
 
     settings = Settings.from_env()
     configure_logging()
+    store = open_store(settings.database, settings.redis_url)
+    if metrics_port is not None:
+        REGISTRY.register(JobCounts(store))
+        start_http_server(metrics_port, registry=REGISTRY)
     stop = threading.Event()
     try:
-        for thread in start_workers(settings, threads, stop):
+        for thread in start_workers(settings, store, threads, stop):
             thread.join()
     except KeyboardInterrupt:
         stop.set()

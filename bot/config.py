@@ -49,6 +49,8 @@ class Settings:
     private_key: str | None = None
     api_url: str = "https://api.github.com"
     database: str = "revisor.db"
+    redis_url: str | None = None
+    """Jobs in Redis (workers on several machines) instead of the SQLite `database` file."""
     bot_name: str = "revisor"
     max_payload_bytes: int = 10 * 2**20
     lease_seconds: float = 120.0
@@ -76,6 +78,7 @@ class Settings:
             private_key=key,
             api_url=env.get("GITHUB_API_URL", "https://api.github.com").rstrip("/"),
             database=env.get("REVISOR_DATABASE", "revisor.db"),
+            redis_url=env.get("REVISOR_REDIS_URL") or None,
             bot_name=env.get("REVISOR_BOT_NAME", "revisor"),
             max_payload_bytes=int(env.get("REVISOR_MAX_PAYLOAD_BYTES", 10 * 2**20)),
             lease_seconds=float(env.get("REVISOR_LEASE_SECONDS", 120)),
@@ -83,7 +86,8 @@ class Settings:
         )
 
     def __repr__(self) -> str:  # secrets never reach logs
-        return f"Settings(app_id={self.app_id!r}, api_url={self.api_url!r}, database={self.database!r})"
+        queue = "redis" if self.redis_url else self.database
+        return f"Settings(app_id={self.app_id!r}, api_url={self.api_url!r}, jobs={queue!r})"
 
 
 @dataclass(frozen=True)

@@ -14,14 +14,24 @@ from github.PullRequest import PullRequest
 from github.Repository import Repository
 
 from bot.diff import Diff, parse_diff
+from bot.metrics import GITHUB_ERRORS
 from bot.placement import HEAD_MARKER, MARKER
 
 CONFIG_PATH = ".github/revisor.yml"
 
 
+class CountedRetry(GithubRetry):
+    """PyGithub's retry policy, counting each error answer it retries."""
+
+    def increment(self, method=None, url=None, response=None, *args, **kwargs):  # type: ignore[override]
+        if response is not None:
+            GITHUB_ERRORS.labels(str(response.status)).inc()
+        return super().increment(method, url, response, *args, **kwargs)
+
+
 def retry_policy(max_wait_s: float = 300) -> GithubRetry:
-    return GithubRetry(total=6, backoff_factor=0.5, max_rate_limit_wait=max_wait_s,
-                       status_forcelist=[429, *range(500, 600)])
+    return CountedRetry(total=6, backoff_factor=0.5, max_rate_limit_wait=max_wait_s,
+                        status_forcelist=[429, *range(500, 600)])
 
 
 def app_client(api_url: str, app_id: str, private_key: str, installation_id: int) -> Github:
@@ -101,6 +111,7 @@ class PullRequestAPI:
         except GithubException as error:
             if error.status != 422 or not comments:
                 raise
+            GITHUB_ERRORS.labels("422").inc()
             notes = "\n\n".join(f"`{c['path']}:{c.get('start_line', c['line'])}-{c['line']}`\n{c['body']}"
                                 for c in comments)
             self.pull.create_review(commit=commit, body=f"{body}\n\n{notes}", event="COMMENT")

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from bot.config import RepoConfig
 from bot.github import PullRequestAPI
+from bot.metrics import SUGGESTIONS
 from bot.pipeline import CONTEXT_LINES, Budget, Suggestion, review
 from bot.placement import (
     Placed,
@@ -118,12 +119,14 @@ class Handlers:
         answer = self.reviser(config).revise([region.task(instruction)])[0]
         outcome = answer.outcome
         if isinstance(outcome, NoRevision):
+            SUGGESTIONS.labels("skipped").inc()
             if config.note_when_no_suggestion:
                 ctx.api.reply(thread, f"Revisor has no suggestion here: {outcome.reason}.\n\n"
                                              f"{self.footer}\n{marker(print_)}")
             return f"no suggestion: {outcome.reason}"
         suggestion = Suggestion(region, outcome.code, instruction)
         ctx.api.reply(thread, suggestion_body(suggestion, self.footer, print_))
+        SUGGESTIONS.labels("posted").inc()
         return f"replied with a suggestion for {region.location}"
 
     def review_pull_request(self, ctx: ReviewContext, config: RepoConfig, head_sha: str) -> str:
@@ -135,6 +138,7 @@ class Handlers:
         changed = ctx.api.compare_diff(last, head_sha) if last else pull_diff
         result = review(changed.filtered(config.wants), self.reviser(config), [],
                         Budget(config.max_files, config.max_regions))
+        SUGGESTIONS.labels("skipped").inc(result.regions_reviewed - len(result.suggestions))
         placements = [place(s, pull_diff) for s in result.suggestions]
         placed = [p for p in placements if isinstance(p, Placed)][: config.max_suggestions]
         notes = [plain_note(p) for p in placements if isinstance(p, Unplaceable)]
@@ -150,4 +154,6 @@ class Handlers:
             summary += f" {len(result.over_budget)} region(s) were over the budget and not reviewed."
         body = "\n\n".join([summary, *notes, self.footer]) + f"\n{marker(print_)}\n{head_marker(head_sha)}"
         ctx.api.review(head_sha, body, comments)
+        SUGGESTIONS.labels("posted").inc(len(comments))
+        SUGGESTIONS.labels("in review body").inc(len(notes))
         return f"posted a review with {len(comments)} suggestion(s)"

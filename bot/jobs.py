@@ -1,19 +1,23 @@
 """Durable webhook deliveries as jobs: stored before GitHub gets its answer, done once.
 
-`JobStore` is the seam: `SQLiteJobStore` (an embedded database file, the default) implements it
-with leases, so a job whose worker died is claimed again once its lease runs out; a distributed
-queue can implement the same four methods.
+`JobStore` is the seam, with two implementations: `SQLiteJobStore` (an embedded database file,
+the default, for one machine) and `RedisJobStore` (a Redis stream with a consumer group, for
+workers on several machines). Both lease jobs, so a job whose worker died is claimed again once
+its lease runs out.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
+from uuid import uuid4
 
 MAX_ATTEMPTS = 5
 
@@ -111,3 +115,117 @@ class SQLiteJobStore:
     def counts(self) -> dict[str, int]:
         rows = self._db().execute("SELECT status, COUNT(*) FROM deliveries GROUP BY status").fetchall()
         return dict(rows)
+
+
+# Redis keys share one hash tag, so the scripts below also run on a Redis Cluster.
+STREAM, GROUP = "{revisor}:jobs", "workers"
+STATUS, COUNTS = "{revisor}:status", "{revisor}:counts"
+ATTEMPTS, ERRORS = "{revisor}:attempts", "{revisor}:errors"
+
+# A delivery is queued once: its id is recorded and the job added in one atomic step.
+ENQUEUE = """
+if redis.call('HSETNX', KEYS[1], ARGV[1], 'queued') == 0 then return 0 end
+redis.call('XADD', KEYS[2], '*', 'delivery_id', ARGV[1], 'event', ARGV[2], 'payload', ARGV[3])
+return 1
+"""
+
+# Only the worker that holds a job may settle it or extend its lease: after its lease ran out,
+# the job belongs to whichever worker claimed it next.
+HOLDS = """
+local function holds(stream, group, entry, consumer)
+  local pending = redis.call('XPENDING', stream, group, entry, entry, 1)
+  return #pending == 1 and pending[1][2] == consumer
+end
+"""
+EXTEND = HOLDS + """
+if not holds(KEYS[1], ARGV[1], ARGV[2], ARGV[3]) then return 0 end
+redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[3], 0, ARGV[2], 'JUSTID')
+return 1
+"""
+SETTLE = HOLDS + """
+if not holds(KEYS[1], ARGV[1], ARGV[2], ARGV[3]) then return 0 end
+local fields = redis.call('XRANGE', KEYS[1], ARGV[2], ARGV[2])[1][2]
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+if ARGV[5] == 'retry' then
+  redis.call('XADD', KEYS[1], '*', unpack(fields))
+  redis.call('HSET', KEYS[2], ARGV[4], 'queued')
+else
+  redis.call('HSET', KEYS[2], ARGV[4], ARGV[5])
+  redis.call('HINCRBY', KEYS[3], ARGV[5], 1)
+end
+if ARGV[6] ~= '' then redis.call('HSET', KEYS[4], ARGV[4], ARGV[6]) end
+return 1
+"""
+
+
+class RedisJobStore:
+    """Jobs in a Redis stream read by one consumer group; a job's lease is its idle time in the
+    group's pending list, so a dead worker's job is taken over with XAUTOCLAIM.
+
+    Run Redis with `--appendonly yes --appendfsync always` so that a delivery GitHub was told is
+    stored survives a crash of the Redis server too.
+    """
+
+    def __init__(self, url: str):
+        import redis
+
+        self.redis = redis.Redis.from_url(url)
+        self.consumer = f"{socket.gethostname()}-{os.getpid()}-{uuid4().hex[:8]}"
+        self._entries: dict[str, bytes] = {}  # delivery id -> stream entry, for the jobs held here
+        self._enqueue, self._extend, self._settle = (
+            self.redis.register_script(s) for s in (ENQUEUE, EXTEND, SETTLE))
+        try:
+            self.redis.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
+        except redis.ResponseError as error:
+            if "BUSYGROUP" not in str(error):
+                raise
+
+    def enqueue(self, delivery_id: str, event: str, payload: bytes) -> bool:
+        return self._enqueue(keys=[STATUS, STREAM], args=[delivery_id, event, payload]) == 1
+
+    def claim(self, lease_seconds: float) -> Job | None:
+        while True:
+            # First a job whose holder let its lease run out, then a new one.
+            _, entries, *_ = self.redis.xautoclaim(STREAM, GROUP, self.consumer,
+                                                   int(lease_seconds * 1000), count=1)
+            if not entries:
+                read = self.redis.xreadgroup(GROUP, self.consumer, {STREAM: ">"}, count=1)
+                entries = read[0][1] if read else []
+            if not entries:
+                return None
+            entry, fields = entries[0]
+            delivery = fields[b"delivery_id"].decode()
+            self._entries[delivery] = entry
+            attempts = self.redis.hincrby(ATTEMPTS, delivery, 1)
+            if attempts <= MAX_ATTEMPTS:
+                self.redis.hset(STATUS, delivery, "running")
+                return Job(delivery, fields[b"event"].decode(), json.loads(fields[b"payload"]), attempts)
+            self._finish(delivery, "failed", "its worker stopped before finishing on every attempt")
+
+    def extend(self, delivery_id: str, lease_seconds: float) -> None:
+        self._extend(keys=[STREAM], args=[GROUP, self._entries[delivery_id], self.consumer])
+
+    def finish(self, delivery_id: str, error: str | None = None) -> None:
+        if error is None:
+            outcome = "done"
+        else:
+            attempts = int(self.redis.hget(ATTEMPTS, delivery_id) or 0)
+            outcome = "failed" if attempts >= MAX_ATTEMPTS else "retry"
+        self._finish(delivery_id, outcome, error or "")
+
+    def _finish(self, delivery_id: str, outcome: str, error: str) -> None:
+        entry = self._entries.pop(delivery_id)
+        self._settle(keys=[STREAM, STATUS, COUNTS, ERRORS],
+                     args=[GROUP, entry, self.consumer, delivery_id, outcome, error])
+
+    def counts(self) -> dict[str, int]:
+        running = self.redis.xpending(STREAM, GROUP)["pending"]
+        settled = {k.decode(): int(v) for k, v in self.redis.hgetall(COUNTS).items()}
+        counts = {"queued": self.redis.xlen(STREAM) - running, "running": running, **settled}
+        return {status: n for status, n in counts.items() if n}
+
+
+def open_store(database: str, redis_url: str | None) -> JobStore:
+    """Redis when a URL is configured (several machines), else the SQLite file."""
+    return RedisJobStore(redis_url) if redis_url else SQLiteJobStore(database)

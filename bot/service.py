@@ -11,7 +11,8 @@ from pathlib import Path
 from bot.config import ModelSettings, Settings
 from bot.github import PullRequestAPI, app_client, token_client
 from bot.handlers import Handlers, ReviewContext, wanted
-from bot.jobs import SQLiteJobStore
+from bot.jobs import JobStore
+from bot.metrics import MeteredEngine
 from bot.worker import Worker, pull_request_number
 from model.errors import RevisorError
 from model.reviser import Reviser
@@ -47,8 +48,9 @@ def build_handlers(model: ModelSettings, bot_name: str) -> Handlers:
     from model.engines.registry import make_engine
 
     def engine_for(adapter: str | None):
-        return make_engine(model.engine, engine_config(model.engine, model.model, adapter or model.adapter,
-                                                       model.base_url, model.api_key, compile=False))
+        config = engine_config(model.engine, model.model, adapter or model.adapter, model.base_url,
+                               model.api_key, compile=False)
+        return MeteredEngine(make_engine(model.engine, config))
 
     engines = {None: engine_for(None)}
     engine = engines[None]
@@ -81,9 +83,9 @@ def app_api(settings: Settings) -> Callable[[dict], PullRequestAPI]:
     return open_api
 
 
-def start_workers(settings: Settings, count: int, stop: threading.Event) -> list[threading.Thread]:
+def start_workers(settings: Settings, store: JobStore, count: int,
+                  stop: threading.Event) -> list[threading.Thread]:
     """Worker threads sharing one engine (built on the first job)."""
-    store = SQLiteJobStore(settings.database)
     shared: list[Handlers] = []
     lock = threading.Lock()
 

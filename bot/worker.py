@@ -6,8 +6,11 @@ import logging
 import threading
 from collections.abc import Callable
 
+from github import GithubException
+
 from bot.handlers import Handlers, ReviewContext
 from bot.jobs import Job, JobStore
+from bot.metrics import GITHUB_ERRORS, JOBS
 
 log = logging.getLogger("revisor.worker")
 
@@ -42,9 +45,13 @@ class Worker:
             outcome = self._handlers.handle(ctx)
         except Exception as error:  # noqa: BLE001 - recorded on the job, which is retried
             logger.exception("job failed (attempt %d)", job.attempts)
+            if isinstance(error, GithubException):
+                GITHUB_ERRORS.labels(str(error.status)).inc()
+            JOBS.labels(job.event, "error").inc()
             self.store.finish(job.delivery_id, f"{type(error).__name__}: {error}")
         else:
             logger.info("%s: %s", job.event, outcome)
+            JOBS.labels(job.event, "done").inc()
             self.store.finish(job.delivery_id)
         finally:
             stop.set()

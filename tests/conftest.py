@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -17,14 +18,18 @@ SHARED = Path(os.environ.get("REVISOR_SHARED", ROOT.parent / "shared")).resolve(
 SERVED_NAME = "revisor-embedded"
 
 
+def unavailable(message: str):
+    """Skip a test for want of something outside the project; under .ci/run, fail it."""
+    if os.environ.get("REVISOR_NO_SKIPS"):
+        pytest.fail(message + " (REVISOR_NO_SKIPS is set)")
+    pytest.skip(message)
+
+
 def shared_path(relative: str) -> Path:
     """A file of ../shared; skipped with a reason where it is absent, failed under .ci/run."""
     path = SHARED / relative
     if not path.exists():
-        message = f"{path} is absent: the shared datasets are not part of a user's clone"
-        if os.environ.get("REVISOR_REQUIRE_SHARED"):
-            pytest.fail(message + " (REVISOR_REQUIRE_SHARED is set)")
-        pytest.skip(message)
+        unavailable(f"{path} is absent: the shared datasets are not part of a user's clone")
     return path
 
 
@@ -87,3 +92,40 @@ def vllm_server(embedded_model, tmp_path_factory):
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """A real Redis server (Debian's redis-server), writing every change to disk as deployed."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        unavailable("redis-server is not installed (Debian: apt-get install redis-server)")
+    port, data = _free_port(), tmp_path_factory.mktemp("redis")
+    server = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data),
+                               "--appendonly", "yes", "--appendfsync", "always", "--save", ""],
+                              stdout=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    import redis
+
+    client = redis.Redis.from_url(url)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("redis-server did not start")
+            time.sleep(0.1)
+    yield url
+    server.terminate()
+    server.wait(timeout=30)
+
+
+@pytest.fixture
+def redis_url(redis_server):
+    """The session's Redis server, emptied for this test."""
+    import redis
+
+    redis.Redis.from_url(redis_server).flushall()
+    return redis_server

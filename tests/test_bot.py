@@ -13,7 +13,7 @@ from bot.app import create_app, valid_signature
 from bot.config import RepoConfig
 from bot.github import PullRequestAPI, app_client
 from bot.handlers import Handlers, ReviewContext, wanted
-from bot.jobs import MAX_ATTEMPTS, SQLiteJobStore
+from bot.jobs import MAX_ATTEMPTS, RedisJobStore, SQLiteJobStore
 from bot.worker import Worker
 from model.errors import RevisorError
 from model.prompts import ZeroShot
@@ -25,8 +25,15 @@ from tests.github_server import ServerThread, create_github_app, new_app_key
 CONTEXT_MANAGER = "```python\nwith open(path, 'w') as f:\n    f.write(json.dumps(settings))\n```"
 
 
+@pytest.fixture(params=["sqlite", "redis"])
+def store(request, tmp_path):
+    if request.param == "redis":
+        return RedisJobStore(request.getfixturevalue("redis_url"))
+    return SQLiteJobStore(tmp_path / "jobs.db")
+
+
 @pytest.fixture
-def store(tmp_path):
+def sqlite_store(tmp_path):
     return SQLiteJobStore(tmp_path / "jobs.db")
 
 
@@ -98,7 +105,7 @@ def test_jobs_are_leased_retried_and_given_up(store):
     assert (job.delivery_id, job.payload, job.attempts) == ("a", {"x": 1}, 1)
     assert store.claim(lease_seconds=0.2) is None  # leased
     time.sleep(0.3)
-    again = store.claim(lease_seconds=30)  # the first worker died: its lease ran out
+    again = store.claim(lease_seconds=0.2)  # the first worker died: its lease ran out
     assert again.attempts == 2
     for _ in range(MAX_ATTEMPTS - 2):
         store.finish("a", "boom")
@@ -232,7 +239,8 @@ def test_bad_app_credentials_and_server_errors(github):
     assert open_api(url, key, s.review_comment_payload()).pull.number == s.PR  # retried
 
 
-def test_worker_records_failures_and_posts_once_when_a_job_runs_again(github, store):
+def test_worker_records_failures_and_posts_once_when_a_job_runs_again(github, sqlite_store):
+    store = sqlite_store
     gh, key, url = github
     h, _ = handlers()
     payload = s.review_comment_payload()

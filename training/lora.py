@@ -165,6 +165,7 @@ def train(config: TrainConfig, base_model: str, train_examples: list[Example], s
         per_device_train_batch_size=config.batch_size,
         gradient_accumulation_steps=config.grad_accum,
         lr_scheduler_type="cosine",
+        train_sampling_strategy="group_by_length",  # batches of similar length: little padding
         warmup_steps=0.03,
         logging_steps=5,
         save_strategy="steps",
