@@ -33,7 +33,9 @@ def model_options(command):
                      help="PEFT LoRA adapter directory; with --engine openai, the LoRA module "
                           "name the server was started with."),
         click.option("--base-url", envvar="REVISOR_BASE_URL", default=None,
-                     help="OpenAI-compatible server, e.g. http://gpu-box:8000/v1 (--engine openai)."),
+                     help="OpenAI-compatible server, e.g. http://gpu-box:8000/v1 (--engine openai); "
+                          "several replicas comma-separated: requests take turns, a failing one "
+                          "is skipped."),
         click.option("--api-key", envvar="REVISOR_API_KEY", default="EMPTY", show_default=False,
                      help="API key for --base-url [env: REVISOR_API_KEY]."),
         click.option("--strategy", "strategy_name", default="zero-shot", show_default=True,
@@ -161,7 +163,7 @@ def review(diff_file: str, comments: tuple[str, ...], max_files: int, max_region
 @click.option("--output", default="runs/bench", show_default=True, type=click.Path(file_okay=False))
 @click.option("--model", default=None, help="As for `revise` [default: the embedded model].")
 @click.option("--adapter", default=None, help="PEFT adapter directory (or LoRA module name).")
-@click.option("--base-url", envvar="REVISOR_BASE_URL", default=None)
+@click.option("--base-url", envvar="REVISOR_BASE_URL", default=None, help="As for `revise`.")
 @click.option("--api-key", envvar="REVISOR_API_KEY", default="EMPTY")
 @click.option("--persona/--no-persona", default=False)
 @click.option("--pool", default=DEFAULT_POOL, show_default=True, help="Few-shot retrieval pool.")

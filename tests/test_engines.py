@@ -76,3 +76,18 @@ def test_transformers_engine_uses_the_same_prompts(embedded_model):
         assert STOP[0] not in completion.text
     answer = Reviser(engine, ZeroShot()).revise(TASKS[:1])[0]
     assert "with open(path" in answer.outcome.code
+
+
+def test_openai_engine_spreads_over_replicas_and_skips_one_that_fails(vllm_server):
+    refusing = "http://127.0.0.1:9/v1"
+    engine = OpenAIEngine(EngineConfig(model=SERVED_NAME, base_url=f"{refusing},{vllm_server}", timeout_s=30))
+    assert [engine._replica_order() for _ in range(3)] == [[0, 1], [1, 0], [0, 1]]  # turns
+    batch = requests() * 3
+    for _ in range(2):  # the second time, the refusing replica is tried last
+        completions = engine.generate(batch)
+        assert len(completions) == len(batch) and all(c.output_tokens > 0 for c in completions)
+        assert [engine._replica_order() for _ in range(2)] == [[1, 0], [1, 0]]
+    assert engine.description == f"{SERVED_NAME} at {refusing}, {vllm_server}"
+    both_down = OpenAIEngine(EngineConfig(model="m", base_url=f"{refusing},http://127.0.0.1:7/v1"))
+    with pytest.raises(EngineUnavailableError, match="127.0.0.1:9/v1: .*; http://127.0.0.1:7/v1: "):
+        both_down.generate(requests()[:1])
