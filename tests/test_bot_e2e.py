@@ -7,14 +7,14 @@ import sqlite3
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 
 from tests import bot_scenario as s
-from tests.conftest import ROOT, SERVED_NAME, _free_port
+from tests.conftest import ROOT, SERVED_NAME
 from tests.github_server import ServerThread, create_github_app
+from tests.servers import Server, revisor, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -33,41 +33,8 @@ def bot_env(github_url, key, vllm_server, database) -> dict:
             "REVISOR_MODEL": SERVED_NAME, "REVISOR_LEASE_SECONDS": "3"}
 
 
-class Process:
-    """`revisor serve` (or another command with an HTTP endpoint), ready once `path` answers."""
-
-    def __init__(self, env, log, command=("serve",), path="/healthz"):
-        self.port = _free_port()
-        self.log = log
-        port_option = "--port" if command[0] == "serve" else "--metrics-port"
-        with open(log, "a") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "bot.cli", *command, port_option, str(self.port)], cwd=ROOT, env=env,
-                stdout=out, stderr=subprocess.STDOUT)
-        self.url = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{self.url}{path}", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            assert self.process.poll() is None and time.monotonic() < deadline, Path(log).read_text()
-            time.sleep(0.2)
-
-    def post(self, body, headers):
-        return httpx.post(f"{self.url}/api/github/webhooks", content=body, headers=headers, timeout=10)
-
-    def stop(self, sig=signal.SIGTERM):
-        self.process.send_signal(sig)
-        self.process.wait(timeout=30)
-
-
-def wait_until(condition, seconds=180):
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.3)
+def post(serve: Server, body: bytes, headers: dict) -> httpx.Response:
+    return httpx.post(f"{serve.url}/api/github/webhooks", content=body, headers=headers, timeout=10)
 
 
 def status(database, delivery):
@@ -79,19 +46,19 @@ def status(database, delivery):
 def test_signed_comment_gets_exactly_one_suggestion_reply(github, vllm_server, tmp_path):
     gh, key, url = github
     database = tmp_path / "revisor.db"
-    serve = Process(bot_env(url, key, vllm_server, database), tmp_path / "serve.log")
+    serve = revisor(["serve"], bot_env(url, key, vllm_server, database), tmp_path / "serve.log")
     try:
         body, headers = s.signed(s.review_comment_payload(), "pull_request_review_comment", "e2e-1")
         bad = {**headers, "X-Hub-Signature-256": "sha256=" + "f" * 64, "X-GitHub-Delivery": "e2e-bad"}
-        assert serve.post(body, bad).status_code == 401
-        assert serve.post(body, headers).status_code == 202
+        assert post(serve, body, bad).status_code == 401
+        assert post(serve, body, headers).status_code == 202
         wait_until(lambda: status(database, "e2e-1") == "done")
         [reply] = s.replies(gh)
         assert reply["body"].startswith("```suggestion\n")
         suggested = reply["body"].split("```suggestion\n", 1)[1].split("\n```", 1)[0]
         assert "with open(path" in suggested
         assert f"Revisor ({SERVED_NAME} at {vllm_server})" in reply["body"]
-        assert serve.post(body, headers).status_code == 200  # redelivery
+        assert post(serve, body, headers).status_code == 200  # redelivery
         time.sleep(2)
         assert len(s.replies(gh)) == 1 and status(database, "e2e-bad") is None
     finally:
@@ -103,14 +70,14 @@ def test_a_worker_killed_mid_job_posts_exactly_once_after_restart(github, vllm_s
     database = tmp_path / "revisor.db"
     env = bot_env(url, key, vllm_server, database)
     gh.slow_paths["/files"] = 4.0  # the job is mid-way while it reads the diff
-    serve = Process(env, tmp_path / "serve.log")
+    serve = revisor(["serve"], env, tmp_path / "serve.log")
     body, headers = s.signed(s.review_comment_payload(), "pull_request_review_comment", "e2e-kill")
-    assert serve.post(body, headers).status_code == 202
+    assert post(serve, body, headers).status_code == 202
     wait_until(lambda: status(database, "e2e-kill") == "running", 60)
     serve.stop(signal.SIGKILL)
     assert s.replies(gh) == []
     gh.slow_paths.clear()
-    serve = Process(env, tmp_path / "serve.log")
+    serve = revisor(["serve"], env, tmp_path / "serve.log")
     try:
         wait_until(lambda: status(database, "e2e-kill") == "done")
         assert len(s.replies(gh)) == 1
@@ -142,15 +109,15 @@ def test_two_worker_processes_share_redis_and_a_killed_one_loses_nothing(github,
     gh.pulls[s.PR].review_comments += [s.human_comment(comment_id=i) for i in comments]
     gh.slow_paths["/files"] = 1.0  # jobs last long enough to be caught mid-way
     env = {**bot_env(url, key, vllm_server, tmp_path / "unused.db"), "REVISOR_REDIS_URL": redis_url}
-    serve = Process(env, tmp_path / "serve.log", ("serve", "--workers", "0"))
-    workers = [Process(env, tmp_path / f"worker-{n}.log", ("worker",), "/metrics") for n in (1, 2)]
+    serve = revisor(["serve", "--workers", "0"], env, tmp_path / "serve.log")
+    workers = [revisor(["worker"], env, tmp_path / f"worker-{n}.log") for n in (1, 2)]
     client = redis.Redis.from_url(redis_url)
     try:
         for i in comments:
             body, headers = s.signed(s.review_comment_payload(comment_id=i), "pull_request_review_comment",
                                      f"burst-{i}")
-            assert serve.post(body, headers).status_code == 202
-        victim = workers[0].process.pid
+            assert post(serve, body, headers).status_code == 202
+        victim = workers[0].pid
 
         def victim_holds_a_job() -> bool:
             pending = client.xpending_range("{revisor}:jobs", "workers", "-", "+", 10)
