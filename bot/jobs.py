@@ -204,7 +204,9 @@ class RedisJobStore:
             self._finish(delivery, "failed", "its worker stopped before finishing on every attempt")
 
     def extend(self, delivery_id: str, lease_seconds: float) -> None:
-        self._extend(keys=[STREAM], args=[GROUP, self._entries[delivery_id], self.consumer])
+        entry = self._entries.get(delivery_id)
+        if entry is not None:  # else finished a moment ago
+            self._extend(keys=[STREAM], args=[GROUP, entry, self.consumer])
 
     def finish(self, delivery_id: str, error: str | None = None) -> None:
         if error is None:

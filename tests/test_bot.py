@@ -114,6 +114,24 @@ def test_jobs_are_leased_retried_and_given_up(store):
     assert store.counts() == {"failed": 1} and store.claim(30) is None
 
 
+def test_a_redis_job_belongs_to_the_worker_holding_its_lease(redis_url):
+    first, second = RedisJobStore(redis_url), RedisJobStore(redis_url)  # two worker processes
+    assert first.enqueue("d", "pull_request", b"{}")
+    assert first.claim(lease_seconds=0.4).delivery_id == "d"
+    time.sleep(0.25)
+    first.extend("d", 0.4)  # the heartbeat
+    time.sleep(0.25)
+    assert second.claim(lease_seconds=0.4) is None  # still held
+    time.sleep(0.5)
+    assert second.claim(lease_seconds=0.4).attempts == 2  # the first stopped beating: taken over
+    first.finish("d")  # too late: it is the second's now
+    assert second.counts() == {"running": 1}
+    second.finish("d", "boom")
+    assert second.counts() == {"queued": 1}
+    first.finish(first.claim(lease_seconds=30).delivery_id)
+    assert first.counts() == {"done": 1}
+
+
 @pytest.fixture
 def github():
     gh, key = s.fake_github(config="review_comments: mention\nreview_pull_requests: true\n")
