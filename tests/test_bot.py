@@ -14,6 +14,7 @@ from bot.config import RepoConfig
 from bot.github import PullRequestAPI, app_client
 from bot.handlers import Handlers, ReviewContext, wanted
 from bot.jobs import MAX_ATTEMPTS, RedisJobStore, SQLiteJobStore
+from bot.metrics import REGISTRY
 from bot.worker import Worker
 from model.errors import RevisorError
 from model.prompts import ZeroShot
@@ -185,14 +186,20 @@ def test_files_and_comments_are_read_across_pages(github):
     assert len(pages) >= 3  # per_page is capped at 2 by the server
 
 
+def suggestions(outcome: str) -> float:
+    return REGISTRY.get_sample_value("revisor_suggestions_total", {"outcome": outcome}) or 0
+
+
 def test_comment_without_mention_or_with_nothing_to_change_posts_nothing(github):
     gh = github[0]
     h, _ = handlers()
     plain = s.review_comment_payload(body="use a context manager here")
     assert handle(github, "pull_request_review_comment", plain, h) == "comment does not mention Revisor"
     unchanged, _ = handlers(lambda code: code)
+    skipped, posted = suggestions("skipped"), suggestions("posted")
     outcome = handle(github, "pull_request_review_comment", s.review_comment_payload(), unchanged)
     assert outcome.startswith("no suggestion") and s.replies(gh) == []
+    assert (suggestions("skipped"), suggestions("posted")) == (skipped + 1, posted)
 
 
 def test_config_comes_from_the_base_branch_only(github):
@@ -253,8 +260,12 @@ def test_bad_app_credentials_and_server_errors(github):
     with pytest.raises(GithubException) as failure:
         open_api(url, other_key, s.review_comment_payload())
     assert failure.value.status == 401
+    errors = {status: REGISTRY.get_sample_value("revisor_github_api_errors_total", {"status": status}) or 0
+              for status in ("502", "503")}
     gh.fail_next = [502, 503]
     assert open_api(url, key, s.review_comment_payload()).pull.number == s.PR  # retried
+    for status, before in errors.items():  # and counted for /metrics
+        assert REGISTRY.get_sample_value("revisor_github_api_errors_total", {"status": status}) == before + 1
 
 
 def test_worker_records_failures_and_posts_once_when_a_job_runs_again(github, sqlite_store):
