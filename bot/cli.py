@@ -315,7 +315,8 @@ def serve(host: str, port: int, workers: int) -> None:
 
 
 @cli.command()
-@click.option("--threads", default=1, show_default=True, type=click.IntRange(1))
+@click.option("--threads", default=1, show_default=True, type=click.IntRange(1),
+              help="Jobs this process runs at once, sharing one model engine.")
 @click.option("--metrics-port", type=int, help="Serve this worker's Prometheus metrics on this port.")
 def worker(threads: int, metrics_port: int | None) -> None:
     """Process stored deliveries (beside `revisor serve --workers 0`, same environment).
