@@ -38,7 +38,7 @@ def deliveries(count: int, offset: int) -> list[tuple[int, bytes, dict]]:
     return out
 
 
-def run(workers: int, count: int, offset: int, env: dict, gh, logs: Path) -> float:
+def run(workers: int, count: int, offset: int, serve_url: str, env: dict, gh, logs: Path) -> float:
     """Seconds from the first delivery to the last one done, with `workers` worker processes."""
     batch = deliveries(count, offset)
     gh.pulls[s.PR].review_comments += [s.human_comment(comment_id=i) for i, _, _ in batch]
@@ -52,7 +52,7 @@ def run(workers: int, count: int, offset: int, env: dict, gh, logs: Path) -> flo
     try:
         started = time.perf_counter()
         for _, body, headers in batch:
-            answer = httpx.post(f"{env['SERVE_URL']}/api/github/webhooks", content=body, headers=headers)
+            answer = httpx.post(f"{serve_url}/api/github/webhooks", content=body, headers=headers)
             assert answer.status_code == 202, answer.text
         wait_until(lambda: done() == done_before + count, 1800)
         seconds = time.perf_counter() - started
@@ -82,11 +82,10 @@ def main() -> None:
                "REVISOR_REDIS_URL": redis_url, "REVISOR_ENGINE": "openai", "REVISOR_BASE_URL": base_url,
                "REVISOR_MODEL": "revisor-embedded"}
         serve = revisor(["serve", "--workers", "0"], env, logs / "serve.log")
-        env["SERVE_URL"] = serve.url
         try:
-            run(1, 2, 1000, env, gh, logs)  # warm-up: the model server's first requests
-            one = run(1, args.count, 1002, env, gh, logs)
-            two = run(2, args.count, 1002 + args.count, env, gh, logs)
+            run(1, 2, 1000, serve.url, env, gh, logs)  # warm-up: the model server's first requests
+            one = run(1, args.count, 1002, serve.url, env, gh, logs)
+            two = run(2, args.count, 1002 + args.count, serve.url, env, gh, logs)
         finally:
             for process in (serve, vllm, redis_process):
                 process.stop()

@@ -317,7 +317,8 @@ def serve(host: str, port: int, workers: int) -> None:
 @cli.command()
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(1),
               help="Jobs this process runs at once, sharing one model engine.")
-@click.option("--metrics-port", type=int, help="Serve this worker's Prometheus metrics on this port.")
+@click.option("--metrics-port", type=click.IntRange(1, 65535),
+              help="Serve this worker's Prometheus metrics on this port.")
 def worker(threads: int, metrics_port: int | None) -> None:
     """Process stored deliveries (beside `revisor serve --workers 0`, same environment).
 
@@ -338,7 +339,10 @@ def worker(threads: int, metrics_port: int | None) -> None:
     store = open_store(settings.database, settings.redis_url)
     if metrics_port is not None:
         REGISTRY.register(JobCounts(store))
-        start_http_server(metrics_port, registry=REGISTRY)
+        try:
+            start_http_server(metrics_port, registry=REGISTRY)
+        except OSError as error:
+            raise RevisorError(f"--metrics-port {metrics_port}: {error.strerror}") from None
     stop = threading.Event()
     try:
         for thread in start_workers(settings, store, threads, stop):

@@ -18,6 +18,7 @@ from bot.metrics import GITHUB_ERRORS
 from bot.placement import HEAD_MARKER, MARKER
 
 CONFIG_PATH = ".github/revisor.yml"
+RETRIED_STATUSES = (429, *range(500, 600))
 
 
 class CountedRetry(GithubRetry):
@@ -31,7 +32,7 @@ class CountedRetry(GithubRetry):
 
 def retry_policy(max_wait_s: float = 300) -> GithubRetry:
     return CountedRetry(total=6, backoff_factor=0.5, max_rate_limit_wait=max_wait_s,
-                        status_forcelist=[429, *range(500, 600)])
+                        status_forcelist=list(RETRIED_STATUSES))
 
 
 def app_client(api_url: str, app_id: str, private_key: str, installation_id: int) -> Github:

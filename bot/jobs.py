@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Protocol
 from uuid import uuid4
 
+from model.errors import RevisorError
+
 MAX_ATTEMPTS = 5
 
 
@@ -170,16 +172,18 @@ class RedisJobStore:
     def __init__(self, url: str):
         import redis
 
-        self.redis = redis.Redis.from_url(url)
+        try:
+            self.redis = redis.Redis.from_url(url)
+            self.redis.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
+        except redis.ResponseError as error:
+            if "BUSYGROUP" not in str(error):  # else the group exists: another process made it
+                raise
+        except (ValueError, redis.RedisError) as error:
+            raise RevisorError(f"REVISOR_REDIS_URL: cannot use Redis at {url} ({error})") from None
         self.consumer = f"{socket.gethostname()}-{os.getpid()}-{uuid4().hex[:8]}"
         self._entries: dict[str, bytes] = {}  # delivery id -> stream entry, for the jobs held here
         self._enqueue, self._extend, self._settle = (
             self.redis.register_script(s) for s in (ENQUEUE, EXTEND, SETTLE))
-        try:
-            self.redis.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
-        except redis.ResponseError as error:
-            if "BUSYGROUP" not in str(error):
-                raise
 
     def enqueue(self, delivery_id: str, event: str, payload: bytes) -> bool:
         return self._enqueue(keys=[STATUS, STREAM], args=[delivery_id, event, payload]) == 1

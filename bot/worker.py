@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from github import GithubException
 
+from bot.github import RETRIED_STATUSES
 from bot.handlers import Handlers, ReviewContext
 from bot.jobs import Job, JobStore
 from bot.metrics import GITHUB_ERRORS, JOBS
@@ -45,7 +46,8 @@ class Worker:
             outcome = self._handlers.handle(ctx)
         except Exception as error:  # noqa: BLE001 - recorded on the job, which is retried
             logger.exception("job failed (attempt %d)", job.attempts)
-            if isinstance(error, GithubException):
+            # Answers the retry policy retried were counted there.
+            if isinstance(error, GithubException) and error.status not in RETRIED_STATUSES:
                 GITHUB_ERRORS.labels(str(error.status)).inc()
             JOBS.labels(job.event, "error").inc()
             self.store.finish(job.delivery_id, f"{type(error).__name__}: {error}")

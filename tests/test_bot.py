@@ -286,6 +286,24 @@ def test_worker_records_failures_and_posts_once_when_a_job_runs_again(github, sq
         "queued", "RuntimeError: boom")
 
 
+def test_worker_counts_github_errors_the_retry_policy_did_not(github, sqlite_store):
+    def failing(status):
+        def open_api(payload):
+            raise GithubException(status, {"message": "no"})
+        return open_api
+
+    def count(status):
+        return REGISTRY.get_sample_value("revisor_github_api_errors_total", {"status": status}) or 0
+
+    h, _ = handlers()
+    body, _ = s.signed(s.review_comment_payload(), "pull_request_review_comment", "z")
+    before = count("404"), count("502")
+    for status in (404, 502):
+        sqlite_store.enqueue(f"z{status}", "pull_request_review_comment", body)
+        assert Worker(sqlite_store, lambda: h, failing(status), 30).run_once()
+    assert (count("404"), count("502")) == (before[0] + 1, before[1])  # a 502 was counted as retried
+
+
 def test_a_mention_inside_a_thread_is_answered_in_that_thread(github):
     gh = github[0]
     h, _ = handlers()

@@ -129,6 +129,29 @@ def test_serve_refuses_to_start_without_a_secret_or_app_credentials(tmp_path):
     run = subprocess.run([sys.executable, "-m", "bot.cli", "serve"], env=env, capture_output=True, cwd=ROOT,
                          timeout=60)
     assert_one_line_error(run, "set GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY")
+    env.update(GITHUB_APP_ID="1", GITHUB_APP_PRIVATE_KEY="unused", REVISOR_REDIS_URL="redis://127.0.0.1:9/0")
+    for command in (["serve"], ["worker"]):
+        run = subprocess.run([sys.executable, "-m", "bot.cli", *command], env=env, capture_output=True,
+                             cwd=ROOT, timeout=60)
+        assert_one_line_error(run, "REVISOR_REDIS_URL: cannot use Redis at redis://127.0.0.1:9/0")
+    env["REVISOR_REDIS_URL"] = "not-a-url"
+    run = subprocess.run([sys.executable, "-m", "bot.cli", "worker"], env=env, capture_output=True, cwd=ROOT,
+                         timeout=60)
+    assert_one_line_error(run, "REVISOR_REDIS_URL: cannot use Redis at not-a-url")
+
+
+def test_worker_metrics_port_in_use_is_a_one_line_error(tmp_path):
+    import socket
+
+    env = {**os.environ, "GITHUB_WEBHOOK_SECRET": "s" * 32, "GITHUB_APP_ID": "1",
+           "GITHUB_APP_PRIVATE_KEY": "unused", "REVISOR_DATABASE": str(tmp_path / "jobs.db")}
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        command = [sys.executable, "-m", "bot.cli", "worker", "--metrics-port", str(port)]
+        run = subprocess.run(command, env=env, capture_output=True, cwd=ROOT, timeout=60)
+    assert_one_line_error(run, f"--metrics-port {port}: Address already in use")
 
 
 def test_settings_never_show_secrets():
