@@ -3,7 +3,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test test-fast lint
+.PHONY: setup demo test test-fast lint adapter
 setup: $(VENV)/.revisor-setup
 
 $(VENV)/.revisor-setup: pyproject.toml scripts/setup.sh
@@ -21,3 +21,21 @@ test-fast: setup
 
 lint: setup
 	$(VENV)/bin/ruff check .
+
+# Rebuild Revisor's default adapter (model/default_adapter) from ../shared/datasets: split (dev from
+# codereviewer/train.jsonl; pairs sharing code with the benchmark dropped), train (resumable: run
+# it again after an interruption), merge into the default model, calibrate for 30% precision.
+DATA ?= ../shared/datasets
+RUN ?= runs/default-adapter
+adapter: setup
+	$(VENV)/bin/revisor data split $(DATA)/codereviewer/train.jsonl $(DATA)/codereview-new/validation.jsonl \
+	  $(DATA)/codereview-new/test.jsonl --dev-from $(DATA)/codereviewer/train.jsonl --dev-size 300 \
+	  --exclude $(DATA)/codereviewer/test.jsonl --output $(RUN)/split
+	$(VENV)/bin/revisor train --data $(RUN)/split/train.jsonl --output $(RUN)/adapter --max-length 256 \
+	  --learning-rate 1e-3 --save-steps 10 --resume
+	cp $(RUN)/adapter/adapter_model.safetensors $(RUN)/adapter/adapter_config.json \
+	  $(RUN)/adapter/revisor_train.json model/default_adapter/
+	cp $(RUN)/split/split.json model/default_adapter/
+	$(VENV)/bin/revisor prepare-model
+	$(VENV)/bin/revisor calibrate --dataset $(RUN)/split/dev.jsonl --target-precision 0.3 \
+	  --output model/default_adapter/calibration.json

@@ -9,9 +9,22 @@ from pathlib import Path
 
 import yaml
 
-from bot.compose import DEFAULT_POOL
 from model.errors import RevisorError
 from model.prompts import STRATEGIES
+from training.compose import AUTO, DEFAULT_POOL
+
+
+def confidence_setting(name: str, value) -> float | None:
+    """A threshold in [0, 1] from the environment or .github/revisor.yml; None when unset."""
+    if value in (None, ""):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = -1.0
+    if isinstance(value, bool) or not 0.0 <= number <= 1.0:
+        raise RevisorError(f"{name} must be a number from 0 to 1, not {value!r}")
+    return number
 
 
 @dataclass(frozen=True)
@@ -23,8 +36,11 @@ class ModelSettings:
     adapter: str | None = None
     base_url: str | None = None
     api_key: str = "EMPTY"
-    strategy: str = "zero-shot"
+    strategy: str = AUTO
     pool: str = DEFAULT_POOL
+    calibration: str | None = None
+    min_confidence: float | None = None
+    """Below it no suggestion is posted; None: the calibration's threshold."""
     adapters: tuple[str, ...] = ()
     """LoRA module names on the `openai` engine's server that repositories may choose."""
 
@@ -36,8 +52,10 @@ class ModelSettings:
             adapter=env.get("REVISOR_ADAPTER") or None,
             base_url=env.get("REVISOR_BASE_URL") or None,
             api_key=env.get("REVISOR_API_KEY", "EMPTY"),
-            strategy=env.get("REVISOR_STRATEGY", "zero-shot"),
+            strategy=env.get("REVISOR_STRATEGY") or AUTO,
             pool=env.get("REVISOR_POOL", cls.pool),
+            calibration=env.get("REVISOR_CALIBRATION") or None,
+            min_confidence=confidence_setting("REVISOR_MIN_CONFIDENCE", env.get("REVISOR_MIN_CONFIDENCE")),
             adapters=tuple(a.strip() for a in env.get("REVISOR_ADAPTERS", "").split(",") if a.strip()),
         )
 
@@ -109,6 +127,9 @@ class RepoConfig:
     adapter: str | None = None
     """A LoRA adapter by name, from those the service offers (REVISOR_ADAPTERS); None: its model."""
     note_when_no_suggestion: bool = False
+    """Reply when there is no suggestion, a confident one included, saying why."""
+    min_confidence: float | None = None
+    """Post only suggestions at least this confident; None: the service's threshold."""
 
     @classmethod
     def parse(cls, text: str | None) -> RepoConfig:
@@ -128,9 +149,11 @@ class RepoConfig:
         config = replace(cls(), **values)
         if config.review_comments not in ("mention", "all"):
             raise RevisorError(".github/revisor.yml: review_comments must be mention or all")
-        if config.strategy is not None and config.strategy not in STRATEGIES:
-            raise RevisorError(f".github/revisor.yml: strategy must be one of {', '.join(STRATEGIES)}")
-        return config
+        if config.strategy is not None and config.strategy not in (AUTO, *STRATEGIES):
+            raise RevisorError(f".github/revisor.yml: strategy must be one of "
+                               f"{', '.join((AUTO, *STRATEGIES))}")
+        return replace(config, min_confidence=confidence_setting(
+            ".github/revisor.yml: min_confidence", config.min_confidence))
 
     def wants(self, path: str) -> bool:
         from fnmatch import fnmatch

@@ -23,7 +23,7 @@ from bot.placement import (
 )
 from model.errors import DiffError
 from model.reviser import Reviser
-from model.schema import NoRevision
+from model.schema import LowConfidence, NoRevision
 
 PULL_REQUEST_ACTIONS = {"opened", "reopened", "ready_for_review", "synchronize"}
 REVIEW_COMMAND = re.compile(r"^\s*/revisor\s+review\b", re.I | re.M)
@@ -67,15 +67,17 @@ class Handlers:
     """A reviser for a prompt strategy name and an adapter name (None: the service's model)."""
     model_label: str
     bot_name: str = "revisor"
-    default_strategy: str = "zero-shot"
+    default_strategy: str = "auto"
+    close: Callable[[], None] = lambda: None
+    """Closes the engines the revisers use."""
 
     def reviser(self, config: RepoConfig) -> Reviser:
         return self.revisers(config.strategy or self.default_strategy, config.adapter)
 
-    @property
-    def footer(self) -> str:
-        return (f"<sub>Automatic suggestion by Revisor ({self.model_label}); review it before you "
-                "commit it.</sub>")
+    def footer(self, confidence: float | None = None) -> str:
+        sure = f", confidence {confidence:.2f}" if confidence is not None else ""
+        return (f"<sub>Automatic suggestion by Revisor ({self.model_label}{sure}); review it before "
+                "you commit it.</sub>")
 
     def handle(self, ctx: ReviewContext) -> str:
         """Act on the delivery; return what was done, for the job record and the logs."""
@@ -116,16 +118,16 @@ class Handlers:
         except DiffError as error:
             return f"cannot revise: {error}"
         instruction = re.sub(rf"/revise\b|@{re.escape(self.bot_name)}\b", "", body, flags=re.I).strip()
-        answer = self.reviser(config).revise([region.task(instruction)])[0]
+        answer = self.reviser(config).revise([region.task(instruction)], config.min_confidence)[0]
         outcome = answer.outcome
         if isinstance(outcome, NoRevision):
-            SUGGESTIONS.labels("skipped").inc()
+            SUGGESTIONS.labels("below threshold" if isinstance(outcome, LowConfidence) else "skipped").inc()
             if config.note_when_no_suggestion:
                 ctx.api.reply(thread, f"Revisor has no suggestion here: {outcome.reason}.\n\n"
-                                             f"{self.footer}\n{marker(print_)}")
+                                             f"{self.footer()}\n{marker(print_)}")
             return f"no suggestion: {outcome.reason}"
-        suggestion = Suggestion(region, outcome.code, instruction)
-        ctx.api.reply(thread, suggestion_body(suggestion, self.footer, print_))
+        suggestion = Suggestion(region, outcome.code, instruction, outcome.confidence)
+        ctx.api.reply(thread, suggestion_body(suggestion, self.footer(outcome.confidence), print_))
         SUGGESTIONS.labels("posted").inc()
         return f"replied with a suggestion for {region.location}"
 
@@ -137,22 +139,25 @@ class Handlers:
         last = ctx.api.last_reviewed_head() if ctx.event == "pull_request" else None
         changed = ctx.api.compare_diff(last, head_sha) if last else pull_diff
         result = review(changed.filtered(config.wants), self.reviser(config), [],
-                        Budget(config.max_files, config.max_regions))
-        SUGGESTIONS.labels("skipped").inc(result.regions_reviewed - len(result.suggestions))
+                        Budget(config.max_files, config.max_regions), config.min_confidence)
+        unsure = result.low_confidence
+        SUGGESTIONS.labels("below threshold").inc(unsure)
+        SUGGESTIONS.labels("skipped").inc(result.regions_reviewed - len(result.suggestions) - unsure)
         placements = [place(s, pull_diff) for s in result.suggestions]
         placed = [p for p in placements if isinstance(p, Placed)][: config.max_suggestions]
         notes = [plain_note(p) for p in placements if isinstance(p, Unplaceable)]
         if not placed and not notes:
             return f"no suggestions from {result.regions_reviewed} region(s)"
         comments = [
-            p.review_comment(self.footer, fingerprint("review", head_sha, p.suggestion.region.location))
+            p.review_comment(self.footer(p.suggestion.confidence),
+                             fingerprint("review", head_sha, p.suggestion.region.location))
             for p in placed
         ]
         summary = (f"Revisor reviewed {result.regions_reviewed} changed region(s) and suggests "
                    f"{len(comments)} revision(s).")
         if result.over_budget:
             summary += f" {len(result.over_budget)} region(s) were over the budget and not reviewed."
-        body = "\n\n".join([summary, *notes, self.footer]) + f"\n{marker(print_)}\n{head_marker(head_sha)}"
+        body = "\n\n".join([summary, *notes, self.footer()]) + f"\n{marker(print_)}\n{head_marker(head_sha)}"
         ctx.api.review(head_sha, body, comments)
         SUGGESTIONS.labels("posted").inc(len(comments))
         SUGGESTIONS.labels("in review body").inc(len(notes))

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from bot.diff import Diff, Region
 from model.errors import RevisorError
 from model.reviser import Reviser
-from model.schema import NoRevision
+from model.schema import LowConfidence, NoRevision
 
 CONTEXT_LINES = 8
 """Lines of the hunk around commented lines that the model sees for reference."""
@@ -50,6 +50,7 @@ class Suggestion:
     region: Region
     replacement: str
     rationale: str | None
+    confidence: float | None = None
 
 
 @dataclass
@@ -59,6 +60,8 @@ class ReviewResult:
     over_budget: list[tuple[Region, str]] = field(default_factory=list)
     skipped_files: list[tuple[str, str]] = field(default_factory=list)
     regions_reviewed: int = 0
+    low_confidence: int = 0
+    """Of `no_suggestion`, the regions revised with a confidence below the threshold."""
 
 
 def select_within_budget(
@@ -83,20 +86,23 @@ def select_within_budget(
     return chosen
 
 
-def review(diff: Diff, reviser: Reviser, comments: list[LineComment], budget: Budget) -> ReviewResult:
-    """Revise the commented lines (or, with no comments, every changed region) of a diff."""
+def review(diff: Diff, reviser: Reviser, comments: list[LineComment], budget: Budget,
+           min_confidence: float | None = None) -> ReviewResult:
+    """Revise the commented lines (or, with no comments, every changed region) of a diff;
+    `min_confidence` overrides the reviser's threshold."""
     result = ReviewResult(skipped_files=[(path, "binary file") for path in diff.binary_files])
     if comments:
         targets = [(diff.region_at(c.path, c.start, c.end, CONTEXT_LINES), c.text) for c in comments]
     else:
         targets = [(region, "") for region in diff.changed_regions()]
     targets = select_within_budget(targets, budget, result)
-    answers = reviser.revise([region.task(comment) for region, comment in targets])
+    answers = reviser.revise([region.task(comment) for region, comment in targets], min_confidence)
     for (region, comment), answer in zip(targets, answers, strict=True):
         outcome = answer.outcome
         if isinstance(outcome, NoRevision):
             result.no_suggestion.append((region, outcome.reason))
+            result.low_confidence += isinstance(outcome, LowConfidence)
         else:
-            result.suggestions.append(Suggestion(region, outcome.code, comment or None))
+            result.suggestions.append(Suggestion(region, outcome.code, comment or None, outcome.confidence))
     result.regions_reviewed = len(targets)
     return result

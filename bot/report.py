@@ -11,7 +11,8 @@ from model.prompts import fenced
 def review_text(result: ReviewResult) -> str:
     out = []
     for s in result.suggestions:
-        out.append(f"{s.region.location}")
+        out.append(f"{s.region.location}" + (f"  (confidence {s.confidence:.2f})" if s.confidence is not None
+                                               else ""))
         if s.rationale:
             out.append(f"  review: {s.rationale}")
         out.append(fenced(s.replacement, "suggestion"))
@@ -42,7 +43,7 @@ def review_json(result: ReviewResult) -> str:
     data = {
         "suggestions": [
             {**where(s.region), "rationale": s.rationale, "original": s.region.code,
-             "replacement": s.replacement}
+             "replacement": s.replacement, "confidence": s.confidence}
             for s in result.suggestions
         ],
         "no_suggestion": [{**where(r), "reason": reason} for r, reason in result.no_suggestion],

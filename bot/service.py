@@ -44,8 +44,8 @@ class _JsonMessage(logging.Filter):
 
 def build_handlers(model: ModelSettings, bot_name: str) -> Handlers:
     """Handlers with one engine, shared by every prompt strategy a repository may choose."""
-    from bot.compose import build_strategy, engine_config
     from model.engines.registry import make_engine
+    from training.compose import build_strategy, engine_config, find_calibration, resolve_strategy
 
     def engine_for(adapter: str | None):
         config = engine_config(model.engine, model.model, adapter or model.adapter, model.base_url,
@@ -65,11 +65,22 @@ def build_handlers(model: ModelSettings, bot_name: str) -> Handlers:
                 raise RevisorError("choosing an adapter per repository needs the openai engine")
             engines[adapter] = engine_for(adapter)
         if (strategy, adapter) not in revisers:
-            strategy_ = build_strategy(strategy, False, model.pool, 3)
-            revisers[strategy, adapter] = Reviser(engines[adapter], strategy_)
+            name = resolve_strategy(strategy, model.engine, model.model, adapter or model.adapter)
+            calibration = find_calibration(model.calibration, model.engine, model.model,
+                                           adapter or model.adapter, name)
+            threshold = model.min_confidence
+            if threshold is None:
+                threshold = calibration.threshold if calibration else 0.0
+            revisers[strategy, adapter] = Reviser(
+                engines[adapter], build_strategy(name, False, model.pool, 3),
+                calibration=calibration, min_confidence=threshold)
         return revisers[strategy, adapter]
 
-    return Handlers(reviser, engine.description, bot_name, model.strategy)
+    def close() -> None:
+        for each in engines.values():
+            each.close()
+
+    return Handlers(reviser, engine.description, bot_name, model.strategy, close)
 
 
 def app_api(settings: Settings) -> Callable[[dict], PullRequestAPI]:
@@ -121,4 +132,7 @@ def run_action(env: dict[str, str], model: ModelSettings) -> str:
     handlers = build_handlers(model, env.get("REVISOR_BOT_NAME", "revisor"))
     logger = logging.LoggerAdapter(logging.getLogger("revisor.action"),
                                    {"delivery_id": env.get("GITHUB_RUN_ID", "action")})
-    return handlers.handle(ReviewContext(env.get("GITHUB_RUN_ID", "action"), event, payload, api, logger))
+    try:
+        return handlers.handle(ReviewContext(env.get("GITHUB_RUN_ID", "action"), event, payload, api, logger))
+    finally:
+        handlers.close()  # the Action must end once it has answered

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cached_property
 
+from model.confidence import Calibration, features, uncalibrated_confidence
 from model.engines.base import ChatRequest, Completion, Engine
 from model.parsing import parse_revision, revised_code
 from model.prompts import STOP, PromptStrategy, max_new_tokens
-from model.schema import RevisionOutcome, RevisionTask
+from model.schema import LowConfidence, Revision, RevisionOutcome, RevisionTask
 
 UNBOUNDED_MAX_TOKENS = 1024
 
@@ -18,15 +20,43 @@ class Answer:
     task: RevisionTask
     completion: Completion
     answer_text: str  # the whole assistant message, prefilled fence included
+    calibration: Calibration | None = None
+    min_confidence: float = 0.0
 
     @property
     def code(self) -> str:
         """The revised code as the model wrote it ("" when it wrote none)."""
         return revised_code(self.answer_text, self.task.code, self.task.before, self.task.after)
 
+    @cached_property
+    def features(self) -> tuple[float, ...] | None:
+        """What the confidence is computed from (`model.confidence.FEATURES`); None when the
+        answer changes nothing."""
+        parsed = parse_revision(self.answer_text, self.task.code, self.task.before, self.task.after)
+        if not isinstance(parsed, Revision):
+            return None
+        return features(self.completion.token_logprobs, self.task.code, parsed.code)
+
+    @property
+    def confidence(self) -> float | None:
+        """The probability that the revision is right; None when the answer changes nothing."""
+        if self.features is None:
+            return None
+        if self.calibration is None:
+            return uncalibrated_confidence(self.features)
+        return self.calibration.confidence(self.features)
+
     @property
     def outcome(self) -> RevisionOutcome:
-        return parse_revision(self.answer_text, self.task.code, self.task.before, self.task.after)
+        """The revision, if there is one and its confidence reaches `min_confidence`."""
+        parsed = parse_revision(self.answer_text, self.task.code, self.task.before, self.task.after)
+        if not isinstance(parsed, Revision):
+            return parsed
+        confidence = self.confidence or 0.0
+        if confidence < self.min_confidence:
+            return LowConfidence(f"no confident suggestion (confidence {confidence:.2f}, below the "
+                                 f"threshold {self.min_confidence:.2f})", parsed.code, confidence)
+        return replace(parsed, confidence=confidence)
 
 
 @dataclass
@@ -35,6 +65,10 @@ class Reviser:
     strategy: PromptStrategy
     bounded: bool = True
     """Stop at the closing fence and cap new tokens by input length; off only to measure it."""
+    calibration: Calibration | None = None
+    """Maps an answer's token log-probabilities to a calibrated confidence."""
+    min_confidence: float = 0.0
+    """Revisions less sure than this are not suggested (`LowConfidence`)."""
 
     def request(self, task: RevisionTask) -> ChatRequest:
         messages = self.strategy.render(task)
@@ -42,11 +76,13 @@ class Reviser:
             return ChatRequest(messages, max_new_tokens(task.code), STOP)
         return ChatRequest(messages, UNBOUNDED_MAX_TOKENS)
 
-    def revise(self, tasks: Sequence[RevisionTask]) -> list[Answer]:
+    def revise(self, tasks: Sequence[RevisionTask], min_confidence: float | None = None) -> list[Answer]:
+        """Answers for `tasks`; `min_confidence` overrides the reviser's threshold for these."""
         requests = [self.request(task) for task in tasks]
         completions = self.engine.generate(requests)
+        threshold = self.min_confidence if min_confidence is None else min_confidence
         return [
-            Answer(task, completion, _prefill(request) + completion.text)
+            Answer(task, completion, _prefill(request) + completion.text, self.calibration, threshold)
             for task, request, completion in zip(tasks, requests, completions, strict=True)
         ]
 

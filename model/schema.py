@@ -42,9 +42,11 @@ class Example:
 
 @dataclass(frozen=True)
 class Revision:
-    """The model's revised code, re-indented to match the original."""
+    """The model's revised code, re-indented to match the original, and how sure the model is
+    that it is right (see `model.confidence`; None before it is known)."""
 
     code: str
+    confidence: float | None = None
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,14 @@ class NoRevision:
     """The model proposed nothing usable; `reason` says why."""
 
     reason: str
+
+
+@dataclass(frozen=True)
+class LowConfidence(NoRevision):
+    """The model revised the code, but with a confidence below the threshold: not suggested."""
+
+    code: str = ""
+    confidence: float = 0.0
 
 
 RevisionOutcome = Revision | NoRevision

@@ -8,12 +8,14 @@ from model.engines.base import ChatRequest, Completion
 
 
 class FakeEngine:
-    """Answers each request with `answer(code_under_review)`; records every request."""
+    """Answers each request with `answer(code_under_review)`, every character a token of
+    log-probability `logprob`; records every request."""
 
     description = "fake"
 
-    def __init__(self, answer: Callable[[str], str]):
+    def __init__(self, answer: Callable[[str], str], logprob: float = 0.0):
         self.answer = answer
+        self.logprob = logprob
         self.requests: list[ChatRequest] = []
 
     def generate(self, requests: Sequence[ChatRequest]) -> list[Completion]:
@@ -24,7 +26,7 @@ class FakeEngine:
             block = query.split("Code under review:\n", 1)[1]
             code = block.split("\n", 1)[1].split("\n```", 1)[0] + "\n"
             text = self.answer(code)
-            out.append(Completion(text, len(query), len(text)))
+            out.append(Completion(text, len(query), len(text), (self.logprob,) * len(text)))
         return out
 
     def close(self) -> None:

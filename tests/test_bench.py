@@ -1,17 +1,18 @@
 """`revisor bench` end to end on real records with the real in-process vLLM engine."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from model.prompts import make_strategy
+from model.prompts import ZeroShot, make_strategy
 from model.retrieval import BM25Retriever
+from model.reviser import Reviser
 from tests.conftest import shared_path
+from tests.fakes import FakeEngine
 from training.bench import BenchConfig, run_bench
 from training.datasets import load_dataset
-
-pytestmark = pytest.mark.slow
 
 
 class Borrowed:
@@ -26,6 +27,7 @@ class Borrowed:
         pass
 
 
+@pytest.mark.slow
 def test_bench_scores_strategies_beside_peers_and_writes_the_report(vllm_engine, tmp_path):
     dataset = str(shared_path("datasets/codereviewer/test.jsonl"))
     pool = load_dataset(shared_path("datasets/codereviewer/train.jsonl")).examples
@@ -33,7 +35,8 @@ def test_bench_scores_strategies_beside_peers_and_writes_the_report(vllm_engine,
                          limit=6, output=str(tmp_path))
     strategies = {"zero-shot": make_strategy("zero-shot"),
                   "few-shot": make_strategy("few-shot", retriever=BM25Retriever(pool, tmp_path / "idx"))}
-    table = run_bench(config, strategies, lambda name: Borrowed(vllm_engine))
+    table = run_bench(config, lambda model, engine, strategy: Reviser(Borrowed(vllm_engine),
+                                                                      strategies[strategy]))
 
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     names = [s["name"] for s in metrics["systems"]]
@@ -57,3 +60,42 @@ def test_bench_scores_strategies_beside_peers_and_writes_the_report(vllm_engine,
     assert (tmp_path / "report.png").read_bytes()[:4] == b"\x89PNG"
     assert table == (tmp_path / "report.md").read_text()
     assert "| revisor/few-shot | 6 |" in table
+
+
+def test_bench_reports_precision_against_coverage_at_the_threshold(tmp_path):
+    """A scripted model whose certainty is known: exact answers from one, wrong ones from another."""
+    dataset = shared_path("datasets/codereviewer/test.jsonl")
+    examples = load_dataset(dataset).examples[:20]
+    right = {e.code_before.strip("\n"): e.code_after for e in examples[:4]}
+
+    def answer(code: str) -> str:
+        return right.get(code.strip("\n"), code + "x = 1\n")
+
+    class Scripted(FakeEngine):
+        """Exact answers at log-probability -0.1 a token, wrong ones at -1."""
+
+        def generate(self, requests):
+            completions = super().generate(requests)
+            return [replace(c, token_logprobs=(-0.1 if c.text.rstrip("\n") in right_texts else -1.0,) * 5)
+                    for c in completions]
+
+    right_texts = {text.rstrip("\n") for text in right.values()}
+    engine = Scripted(answer)
+    config = BenchConfig(dataset=str(dataset), strategies=["zero-shot"], engines=["vllm"], limit=20,
+                         output=str(tmp_path), compile=False)
+    table = run_bench(config, lambda model, engine_name, strategy: Reviser(engine, ZeroShot(),
+                                                                           min_confidence=0.5))
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    mine = next(s for s in metrics["systems"] if s["name"] == "revisor/zero-shot")
+    confidence = mine["confidence"]
+    exact = round(mine["exact_match"] * 20)
+    assert exact >= 4
+    assert confidence["threshold"] == 0.5
+    assert confidence["coverage"] == pytest.approx(exact / 20) and confidence["precision"] == 1.0
+    assert confidence["curve"][-1]["coverage"] == 1.0
+    assert confidence["curve"][-1]["precision"] == pytest.approx(mine["exact_match"])
+    precisions = [p["precision"] for p in confidence["curve"]]
+    assert precisions == sorted(precisions, reverse=True)  # only wrong answers below the right ones
+    rows = [json.loads(line) for line in (tmp_path / "predictions.jsonl").open()]
+    assert all(0 < r["confidence"] <= 1 for r in rows if r["system"] == "revisor/zero-shot")
+    assert "## Precision against coverage" in table and "| revisor/zero-shot | 0.500 |" in table

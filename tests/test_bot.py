@@ -165,7 +165,7 @@ def test_review_comment_gets_one_reply_with_a_suggestion_for_exactly_those_lines
     [reply] = s.replies(gh)
     assert reply["body"].startswith("```suggestion\n    with open(path, 'w') as f:\n"
                                     "        f.write(json.dumps(settings))\n```\n")
-    assert "Automatic suggestion by Revisor (fake-model)" in reply["body"]
+    assert "Automatic suggestion by Revisor (fake-model, confidence 1.00)" in reply["body"]
     assert "<!-- revisor:" in reply["body"]
     query = engine.requests[0].messages[-2]["content"]
     assert 'f = open(path, "w")' in query and "use a context manager here" in query and "/revise" not in query
@@ -200,6 +200,27 @@ def test_comment_without_mention_or_with_nothing_to_change_posts_nothing(github)
     outcome = handle(github, "pull_request_review_comment", s.review_comment_payload(), unchanged)
     assert outcome.startswith("no suggestion") and s.replies(gh) == []
     assert (suggestions("skipped"), suggestions("posted")) == (skipped + 1, posted)
+
+
+def test_a_suggestion_below_the_threshold_is_not_posted_and_is_counted(github):
+    gh = github[0]
+    engine = FakeEngine(lambda code: CONTEXT_MANAGER, logprob=-1.0)  # uncalibrated confidence e^-1
+    h = Handlers(lambda strategy, adapter: Reviser(engine, ZeroShot(), min_confidence=0.5), "fake-model")
+    below, posted = suggestions("below threshold"), suggestions("posted")
+    outcome = handle(github, "pull_request_review_comment", s.review_comment_payload(), h)
+    assert outcome == ("no suggestion: no confident suggestion (confidence 0.37, below the threshold "
+                       "0.50)")
+    assert s.replies(gh) == []
+    assert (suggestions("below threshold"), suggestions("posted")) == (below + 1, posted)
+
+    gh.contents[("master", ".github/revisor.yml")] += "min_confidence: 0.3\n"  # the repository's own
+    outcome = handle(github, "pull_request_review_comment", s.review_comment_payload(), h)
+    assert outcome == "replied with a suggestion for app/storage.py:11-13"
+    [reply] = s.replies(gh)
+    assert "Revisor (fake-model, confidence 0.37)" in reply["body"]
+    assert suggestions("posted") == posted + 1
+    with pytest.raises(RevisorError, match="min_confidence must be a number from 0 to 1"):
+        RepoConfig.parse("min_confidence: high\n")
 
 
 def test_config_comes_from_the_base_branch_only(github):
@@ -323,9 +344,9 @@ def test_repositories_choose_adapters_the_service_offers():
     h = build_handlers(settings, "revisor")
     config = RepoConfig.parse("adapter: team-a\nstrategy: fine-tuned\n")
     reviser = h.reviser(config)
-    assert reviser.engine.description == "team-a at http://127.0.0.1:9/v1"
+    assert reviser.engine.description == "team-a"
     assert reviser.strategy.name == "fine-tuned"
-    assert h.reviser(RepoConfig()).engine.description == "base at http://127.0.0.1:9/v1"
+    assert h.reviser(RepoConfig()).engine.description == "base"
     with pytest.raises(RevisorError, match="not offered by this service"):
         h.reviser(RepoConfig.parse("adapter: team-b\n"))
 

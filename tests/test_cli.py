@@ -27,11 +27,18 @@ def assert_one_line_error(result: subprocess.CompletedProcess, fragment: str) ->
 
 
 def test_help_explains_every_command():
+    from bot.cli import cli
+
     out = revisor("--help").stdout.decode()
-    for command in ("revise", "review", "bench", "prepare-model"):
-        assert command in out
+    overview = out.split("Options:")[0]
+    for name, command in cli.commands.items():
+        assert f"\n  {name} " in overview, f"{name} is missing from the overview in `revisor --help`"
+        result = revisor(name, "--help")
+        first_words = " ".join(command.help.split()[:5])
+        assert result.returncode == 0 and first_words in " ".join(result.stdout.decode().split())
     review_help = revisor("review", "--help").stdout.decode()
     assert "PATH:LINE[-END]=TEXT" in review_help and "--max-regions" in review_help
+    assert "--min-confidence" in review_help and "--calibration" in review_help
 
 
 def test_empty_diff(tmp_path):

@@ -13,13 +13,12 @@ from pathlib import Path
 import psutil
 from tqdm import tqdm
 
-from model.engines.base import Engine
 from model.errors import RevisorError
-from model.prompts import STRATEGIES, PromptStrategy
-from model.reviser import Reviser
+from model.prompts import STRATEGIES
+from model.reviser import Answer, Reviser
 from model.schema import Example
 from training.datasets import load_dataset
-from training.metrics import exact_match, score_system
+from training.metrics import at_threshold, coverage_curve, exact_match, score_system
 from training.report import render_report
 
 CHUNK = 32  # requests handed to the engine at once: large enough to batch, small for progress
@@ -30,15 +29,17 @@ class BenchConfig:
     dataset: str
     strategies: list[str]
     engines: list[str]
+    models: list[str] = field(default_factory=lambda: ["embedded"])
     output: str = "runs/bench"
     limit: int | None = None
-    model: str | None = None
     adapter: str | None = None
     base_url: str | None = None
     api_key: str = "EMPTY"
     persona: bool = False
     pool: str = ""
     shots: int = 3
+    calibration: str | None = None
+    min_confidence: float | None = None
     compile: bool = True
     prefix_cache: bool = True
     bounded: bool = True
@@ -49,8 +50,8 @@ class BenchConfig:
         from model.engines.registry import ENGINES
 
         for name in self.strategies:
-            if name not in STRATEGIES:
-                raise RevisorError(f"unknown strategy {name!r}: choose from {', '.join(STRATEGIES)}")
+            if name not in ("auto", *STRATEGIES):
+                raise RevisorError(f"unknown strategy {name!r}: choose from auto, {', '.join(STRATEGIES)}")
         for name in self.engines:
             if name not in ENGINES:
                 raise RevisorError(f"unknown engine {name!r}: choose from {', '.join(ENGINES)}")
@@ -62,11 +63,13 @@ class BenchConfig:
         options = dict(options)
         options["strategies"] = _split(options["strategies"])
         options["engines"] = _split(options["engines"])
+        options["models"] = _split(options["models"])
         return cls(**options)
 
-    def system_name(self, strategy: str, engine: str) -> str:
+    def system_name(self, strategy: str, engine: str, model: str) -> str:
         name = f"revisor/{strategy}" + ("+persona" if self.persona else "")
-        return name + (f"@{engine}" if len(self.engines) > 1 else "")
+        name += f"@{engine}" if len(self.engines) > 1 else ""
+        return name + (f" ({model})" if len(self.models) > 1 else "")
 
 
 @dataclass
@@ -74,9 +77,12 @@ class Run:
     """One (engine, strategy) pass over the records."""
 
     system: str
+    model: str
     engine: str
     strategy: str
+    threshold: float = 0.0
     predictions: list[str] = field(default_factory=list)
+    confidences: list[float | None] = field(default_factory=list)
     startup_s: float = 0.0
     wall_s: float = 0.0
     output_tokens: int = 0
@@ -131,47 +137,57 @@ class PeakMemory:
         return self.peak / 2**20
 
 
-def run_bench(
-    config: BenchConfig,
-    strategies: dict[str, PromptStrategy],
-    make_engine: Callable[[str], Engine],
-) -> str:
-    """Run every (engine, strategy), score them and the peers, write the report; return its table.
+def run_bench(config: BenchConfig, make_reviser: Callable[[str, str, str], Reviser]) -> str:
+    """Run every (model, engine, strategy), score them and the peers, write the report; return
+    its table.
 
-    `make_engine` builds an engine by name; each is closed before the next starts.
+    `make_reviser(model, engine, strategy)` builds a reviser, with its calibration and threshold;
+    its engine is closed before the next starts.
     """
     dataset = load_dataset(config.dataset, skip_malformed=config.skip_malformed)
     examples = dataset.examples[: config.limit]
     if not examples:
         raise RevisorError(f"{config.dataset} holds no records to score")
     runs = []
-    for engine_name in config.engines:
-        started = time.perf_counter()
-        with PeakMemory() as memory:
-            engine = make_engine(engine_name)
-            startup = time.perf_counter() - started
-            for name, strategy in strategies.items():
-                run = Run(config.system_name(name, engine_name), engine_name, name, startup_s=startup)
-                reviser = Reviser(engine, strategy, bounded=config.bounded)
-                _generate(run, reviser, examples)
-                run.peak_rss_mib = memory.mib
+    for model in config.models:
+        for engine_name in config.engines:
+            for strategy in config.strategies:
+                started = time.perf_counter()
+                with PeakMemory() as memory:
+                    reviser = make_reviser(model, engine_name, strategy)
+                    reviser.bounded = config.bounded
+                    name = reviser.strategy.name
+                    run = Run(config.system_name(name, engine_name, model), model, engine_name, name,
+                              reviser.min_confidence, startup_s=time.perf_counter() - started)
+                    start = time.perf_counter()
+                    for answer in revise_all(reviser, examples, run.system):
+                        run.predictions.append(answer.code)
+                        run.confidences.append(answer.confidence)
+                        run.output_tokens += answer.completion.output_tokens
+                        run.prompt_tokens += answer.completion.prompt_tokens
+                    run.wall_s = time.perf_counter() - start
+                    reviser.engine.close()
+                    run.peak_rss_mib = memory.mib
                 runs.append(run)
-            engine.close()
     return _write(config, examples, runs, dataset.skipped)
 
 
-def _generate(run: Run, reviser, examples: list[Example]) -> None:
-    bar = tqdm(total=len(examples), desc=run.system, unit="ex", leave=True)
-    start = time.perf_counter()
-    for i in range(0, len(examples), CHUNK):
-        chunk = examples[i : i + CHUNK]
-        for answer in reviser.revise([e.task for e in chunk]):
-            run.predictions.append(answer.code)
-            run.output_tokens += answer.completion.output_tokens
-            run.prompt_tokens += answer.completion.prompt_tokens
-        bar.update(len(chunk))
-        run.wall_s = time.perf_counter() - start
-    bar.close()
+def revise_all(reviser: Reviser, examples: list[Example], description: str) -> list[Answer]:
+    """Answers for every example, handed to the engine in chunks under a progress bar."""
+    answers: list[Answer] = []
+    with tqdm(total=len(examples), desc=description, unit="ex", leave=True) as bar:
+        for i in range(0, len(examples), CHUNK):
+            chunk = examples[i : i + CHUNK]
+            answers += reviser.revise([e.task for e in chunk])
+            bar.update(len(chunk))
+    return answers
+
+
+def confidence_summary(run: Run, examples: list[Example]) -> dict:
+    """Coverage and precision at the run's threshold, and the whole precision-coverage curve."""
+    correct = [exact_match(p, e.code_after) for p, e in zip(run.predictions, examples, strict=True)]
+    return at_threshold(run.confidences, correct, run.threshold) | {
+        "curve": coverage_curve(run.confidences, correct)}
 
 
 def _write(config: BenchConfig, examples: list[Example], runs: list[Run], skipped: list[str]) -> str:
@@ -182,21 +198,25 @@ def _write(config: BenchConfig, examples: list[Example], runs: list[Run], skippe
         if all(peer in e.peers for e in examples):
             systems[peer] = [e.peers[peer] for e in examples]
     scores = [score_system(name, examples, predictions) for name, predictions in systems.items()]
+    confidences = {run.system: run.confidences for run in runs}
     with (output / "predictions.jsonl").open("w", encoding="utf-8") as out:
         for name, predictions in systems.items():
-            for example, prediction in zip(examples, predictions, strict=True):
-                out.write(json.dumps({
-                    "id": example.id, "system": name, "prediction": prediction,
-                    "reference": example.code_after,
-                    "exact_match": exact_match(prediction, example.code_after),
-                }) + "\n")
+            for i, (example, prediction) in enumerate(zip(examples, predictions, strict=True)):
+                row = {"id": example.id, "system": name, "prediction": prediction,
+                       "reference": example.code_after,
+                       "exact_match": exact_match(prediction, example.code_after)}
+                if name in confidences:
+                    row["confidence"] = confidences[name][i]
+                out.write(json.dumps(row) + "\n")
     n = len(examples)
+    runs_by = {run.system: run for run in runs}
     throughput = {run.system: run.throughput(n) for run in runs}
     metrics = {
         "dataset": config.dataset,
         "n": n,
         "skipped_records": skipped,
-        "systems": [asdict(s) for s in scores],
+        "systems": [asdict(s) | ({"confidence": confidence_summary(runs_by[s.name], examples)}
+                                 if s.name in runs_by else {}) for s in scores],
         "throughput": throughput,
         "ratios": ratios(runs, n),
         "config": asdict(config),
@@ -206,20 +226,26 @@ def _write(config: BenchConfig, examples: list[Example], runs: list[Run], skippe
 
 
 def ratios(runs: list[Run], n: int) -> dict[str, float]:
-    """Side-by-side figures from the same run: engine speed-ups and few-shot's cost."""
-    by_key = {(run.engine, run.strategy): run for run in runs}
+    """Side-by-side figures from the same run: engine and model speed ratios, few-shot's cost."""
     found = {}
+    by_key = {(run.model, run.engine, run.strategy): run for run in runs if run.wall_s}
+    models = list(dict.fromkeys(run.model for run in runs))
     engines = list(dict.fromkeys(run.engine for run in runs))
-    for strategy in dict.fromkeys(run.strategy for run in runs):
-        for other in engines[1:]:
-            first, second = by_key.get((engines[0], strategy)), by_key.get((other, strategy))
-            if first and second and first.wall_s and second.wall_s:
-                found[f"{strategy}: {engines[0]} / {other} examples per second"] = round(
-                    second.wall_s / first.wall_s, 2)
-    for engine in engines:
-        few, zero = by_key.get((engine, "few-shot")), by_key.get((engine, "zero-shot"))
-        if few and zero and zero.wall_s:
-            found[f"{engine}: few-shot / zero-shot time per example"] = round(few.wall_s / zero.wall_s, 2)
+    for (model, engine, strategy), run in by_key.items():
+        first_engine = by_key.get((model, engines[0], strategy))
+        if engine != engines[0] and first_engine:
+            found[f"{strategy}: {engines[0]} / {engine} examples per second"] = round(
+                run.wall_s / first_engine.wall_s, 2)
+        zero = by_key.get((model, engine, "zero-shot"))
+        if strategy == "few-shot" and zero:
+            found[f"{engine}: few-shot / zero-shot time per example"] = round(run.wall_s / zero.wall_s, 2)
+    for model in models[1:]:
+        for engine in engines:
+            first = next((r for r in runs if (r.model, r.engine) == (models[0], engine) and r.wall_s), None)
+            other = next((r for r in runs if (r.model, r.engine) == (model, engine) and r.wall_s), None)
+            if first and other:
+                found[f"{models[0]} / {model} examples per second ({engine})"] = round(
+                    other.wall_s / first.wall_s, 2)
     return found
 
 

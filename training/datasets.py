@@ -9,6 +9,7 @@ character per line is a diff marker, `review`) and the Tufano et al. CSV (`comme
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import sys
 from collections.abc import Iterator
@@ -27,6 +28,10 @@ class Dataset:
     path: Path
     examples: list[Example]
     skipped: list[str] = field(default_factory=list)
+
+
+def file_digest(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def strip_diff_markers(hunk: str) -> str:

@@ -2,13 +2,12 @@
 
 The prompt is the fine-tuned format from `model.prompts` (one definition for inference and
 training) and the loss is on the revised code alone. Checkpoints go to `OUTPUT/checkpoints`;
-the adapter is written to OUTPUT only when training ends, with `adapter_config.json` last, so a
-killed run never leaves an adapter that looks complete.
+the adapter is written to OUTPUT only when training ends (in bf16), with `adapter_config.json`
+last, so a killed run never leaves an adapter that looks complete.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -21,8 +20,10 @@ from model.engines.vllm_local import VLLM_LORA_RANKS
 from model.errors import RevisorError
 from model.prompts import FineTunedFormat
 from model.schema import Example
+from training.datasets import file_digest
 
 METADATA = "revisor_train.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
 IGNORE = -100
 
 
@@ -66,10 +67,6 @@ class TrainConfig:
                             ("--max-length", self.max_length)):
             if value <= 0:
                 raise RevisorError(f"{name} must be positive, not {value}")
-
-
-def file_digest(path: str) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def is_complete_adapter(directory: Path) -> bool:
@@ -198,7 +195,8 @@ def train(config: TrainConfig, base_model: str, train_examples: list[Example], s
     })
     staging = output / ".adapter-staging"
     shutil.rmtree(staging, ignore_errors=True)
-    model.save_pretrained(staging)
+    model.to(torch.bfloat16).save_pretrained(staging)  # bf16: half the size, as vLLM serves it
+    metadata["adapter_sha256"] = file_digest(str(staging / ADAPTER_WEIGHTS))
     _publish(staging, output)
     if evaluate is not None and config.eval_data:
         metadata["eval_exact_match_after"] = evaluate(output)

@@ -8,7 +8,23 @@ from pathlib import Path
 
 from model.errors import RevisorError
 from model.schema import Example
-from training.datasets import load_dataset
+from training.datasets import file_digest, load_dataset
+
+BENCHMARK_SHA256 = "5c86b763576fa18f8a86e160614349af1c936e65b38cbb98eade5af683933696"
+"""`codereviewer/test.jsonl`, the benchmark: never trained, tuned or calibrated on."""
+
+
+def refuse_benchmark(path: str, use: str) -> None:
+    """Stop `use` (training, calibration, retrieval) from reading the benchmark, under any name."""
+    file = Path(path)
+    named = file.parts[-2:] == ("codereviewer", "test.jsonl")
+    if named or (file.is_file() and file_digest(file) == BENCHMARK_SHA256):
+        raise RevisorError(f"{path} is the CodeReviewer benchmark (codereviewer/test.jsonl): it is for "
+                           f"`revisor bench` only, not for {use}")
+
+
+def normalized(text: str) -> str:
+    return " ".join(text.split())
 
 
 def as_codereviewer_record(example: Example) -> dict:
@@ -20,31 +36,51 @@ def as_codereviewer_record(example: Example) -> dict:
             "review": example.comment, "language": example.language}
 
 
-def split_pools(paths: list[str], output: str, dev_size: int, seed: int) -> dict:
-    """Merge the pools, drop duplicates, shuffle with `seed`, and write train.jsonl and dev.jsonl."""
+def split_pools(paths: list[str], output: str, dev_size: int, seed: int,
+                dev_from: str | None = None, exclude: list[str] = ()) -> dict:
+    """Merge the pools, drop duplicates and pairs whose code under review occurs in an `exclude`
+    file, shuffle with `seed`, and write train.jsonl and dev.jsonl.
+
+    The dev records come from `dev_from` (one of the pools) when given, so a dev split can follow
+    the benchmark's distribution while training draws on every pool.
+    """
     for path in paths:
-        if Path(path).stem == "test":
-            raise RevisorError(f"{path} is a test set, kept for benchmarking: split the other files")
-    seen, examples, duplicates = set(), [], 0
+        refuse_benchmark(path, "training or calibration")
+    if dev_from is not None and dev_from not in paths:
+        raise RevisorError(f"--dev-from {dev_from} is not one of the pools being split")
+    excluded_code = {normalized(e.code_before) for path in exclude for e in load_dataset(path).examples}
+    seen, by_pool, duplicates, overlapping = set(), {}, 0, 0
     for path in paths:
+        by_pool[path] = []
         for example in load_dataset(path).examples:
-            fields = (example.code_before, example.comment, example.code_after)
-            key = tuple(" ".join(text.split()) for text in fields)
+            key = tuple(normalized(t) for t in (example.code_before, example.comment, example.code_after))
             if key in seen:
                 duplicates += 1
                 continue
             seen.add(key)
-            examples.append(example)
-    if dev_size >= len(examples):
-        raise RevisorError(f"--dev-size {dev_size} leaves nothing to train on ({len(examples)} records)")
-    random.Random(seed).shuffle(examples)
+            if normalized(example.code_before) in excluded_code:
+                overlapping += 1
+                continue
+            by_pool[path].append(example)
+    rng = random.Random(seed)
+    dev_pool = [e for path, rows in by_pool.items() if dev_from in (None, path) for e in rows]
+    if dev_size >= len(dev_pool):
+        raise RevisorError(f"--dev-size {dev_size} leaves nothing to train on ({len(dev_pool)} records)")
+    rng.shuffle(dev_pool)
+    dev = dev_pool[:dev_size]
+    dev_ids = {id(e) for e in dev}
+    train = [e for rows in by_pool.values() for e in rows if id(e) not in dev_ids]
+    rng.shuffle(train)
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
-    parts = {"dev": examples[:dev_size], "train": examples[dev_size:]}
-    for name, rows in parts.items():
+    for name, rows in (("dev", dev), ("train", train)):
         with (out / f"{name}.jsonl").open("w", encoding="utf-8") as handle:
             handle.writelines(json.dumps(as_codereviewer_record(e)) + "\n" for e in rows)
-    summary = {"sources": paths, "seed": seed, "duplicates_dropped": duplicates,
-               "train": len(parts["train"]), "dev": len(parts["dev"])}
+    summary = {"sources": {path: {"records": len(rows), "sha256": file_digest(path)}
+                           for path, rows in by_pool.items()}, "seed": seed,
+               "duplicates_dropped": duplicates,
+               "excluded": {path: {"sha256": file_digest(path)} for path in exclude},
+               "overlap_with_excluded_dropped": overlapping, "dev_from": dev_from,
+               "train": len(train), "dev": len(dev)}
     (out / "split.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

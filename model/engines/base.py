@@ -27,6 +27,8 @@ class Completion:
     text: str
     prompt_tokens: int
     output_tokens: int
+    token_logprobs: tuple[float, ...] = ()
+    """Log-probabilities of the tokens that make up `text` (see `logprobs_within`)."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,22 @@ class Engine(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def logprobs_within(text: str, tokens: Sequence[tuple[str, float]]) -> tuple[float, ...]:
+    """The log-probabilities of the generated tokens that begin inside `text`.
+
+    Engines differ in whether they report the token that ends generation (a stop string, the end
+    of the turn); counting only tokens that start within the returned text makes every engine
+    give the same list for the same answer.
+    """
+    kept, offset = [], 0
+    for token, logprob in tokens:
+        if offset >= len(text):
+            break
+        kept.append(logprob)
+        offset += len(token)
+    return tuple(kept)
 
 
 def truncate_at_stop(text: str, stop: Sequence[str]) -> str:

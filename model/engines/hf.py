@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from model.engines.base import ChatRequest, Completion, EngineConfig, truncate_at_stop
+from model.engines.base import ChatRequest, Completion, EngineConfig, logprobs_within, truncate_at_stop
 from model.engines.vllm_local import describe
 
 
@@ -75,14 +75,21 @@ class TransformersEngine:
                 stop_strings=stop or None,
                 tokenizer=self.tokenizer,
                 pad_token_id=self.tokenizer.pad_token_id,
+                output_logits=True,
+                return_dict_in_generate=True,
             )
         width = padded["input_ids"].shape[1]
+        # Log-probabilities from the raw logits, as vLLM reports them (greedy: no processors apply).
+        steps = torch.stack(output.logits, dim=1).float().log_softmax(dim=-1)
         completions = []
-        for prompt, row, request in zip(prompts, output, requests, strict=True):
-            ids = row[width:].tolist()[: request.max_tokens]
+        rows = zip(prompts, output.sequences, requests, strict=True)
+        for row, (prompt, ids_row, request) in enumerate(rows):
+            ids = ids_row[width:].tolist()[: request.max_tokens]
             ids = _until_end(ids, {self.tokenizer.eos_token_id, self.tokenizer.pad_token_id})
-            text = self.tokenizer.decode(ids, skip_special_tokens=True)
-            completions.append(Completion(truncate_at_stop(text, request.stop), len(prompt), len(ids)))
+            text = truncate_at_stop(self.tokenizer.decode(ids, skip_special_tokens=True), request.stop)
+            tokens = [(self.tokenizer.decode([token]), steps[row, i, token].item())
+                      for i, token in enumerate(ids)]
+            completions.append(Completion(text, len(prompt), len(ids), logprobs_within(text, tokens)))
         return completions
 
     def close(self) -> None:

@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Sequence
 
-from model.engines.base import ChatRequest, Completion, EngineConfig
+from model.engines.base import ChatRequest, Completion, EngineConfig, logprobs_within
 from model.errors import EngineUnavailableError
 
 log = logging.getLogger("revisor.engine")
@@ -41,7 +41,7 @@ class OpenAIEngine:
 
     @property
     def description(self) -> str:
-        return f"{self._served_model or 'model'} at {', '.join(self.urls)}"
+        return self._served_model or "the served model"  # never the URL: it may hold credentials
 
     def generate(self, requests: Sequence[ChatRequest]) -> list[Completion]:
         return asyncio.run(self._generate_all(requests))
@@ -71,13 +71,17 @@ class OpenAIEngine:
                 temperature=0.0,
                 stop=list(request.stop) or None,
                 seed=self.config.seed,
+                logprobs=True,
                 extra_body=_continuation(request),
             )
-            usage = response.usage
+            usage, choice = response.usage, response.choices[0]
+            text = choice.message.content or ""
+            steps = choice.logprobs.content if choice.logprobs and choice.logprobs.content else []
             return Completion(
-                response.choices[0].message.content or "",
+                text,
                 usage.prompt_tokens if usage else 0,
                 usage.completion_tokens if usage else 0,
+                logprobs_within(text, [(step.token, step.logprob) for step in steps]),
             )
 
         async def on_some_replica(call):

@@ -6,7 +6,7 @@ import os
 from collections.abc import Sequence
 
 from model.adapters import adapter_config
-from model.engines.base import ChatRequest, Completion, EngineConfig
+from model.engines.base import ChatRequest, Completion, EngineConfig, logprobs_within
 from model.errors import EngineUnavailableError
 
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
@@ -67,20 +67,28 @@ class VLLMEngine:
             )
             for i, output in zip(indices, outputs, strict=True):
                 best = output.outputs[0]
-                results[i] = Completion(best.text, len(output.prompt_token_ids), len(best.token_ids))
+                tokens = [(step[token].decoded_token or "", step[token].logprob)
+                          for token, step in zip(best.token_ids, best.logprobs or [], strict=False)]
+                results[i] = Completion(best.text, len(output.prompt_token_ids), len(best.token_ids),
+                                        logprobs_within(best.text, tokens))
         return [r for r in results if r is not None]
 
     def reset_prefix_cache(self) -> None:
         self._llm.reset_prefix_cache()
 
     def close(self) -> None:
-        del self._llm
+        """Stop vLLM's engine process now: left to the garbage collector, it can outlive this one."""
+        llm = self.__dict__.pop("_llm", None)
+        if llm is not None:
+            llm.llm_engine.engine_core.shutdown()
 
 
 def _sampling(request: ChatRequest):
     from vllm import SamplingParams
 
-    return SamplingParams(temperature=0.0, max_tokens=request.max_tokens, stop=list(request.stop))
+    # logprobs=0: the log-probability of each sampled token, for the answer's confidence.
+    return SamplingParams(temperature=0.0, max_tokens=request.max_tokens, stop=list(request.stop),
+                          logprobs=0)
 
 
 def describe(config: EngineConfig) -> str:

@@ -1,0 +1,98 @@
+"""Confidence: features, the logistic calibration, precision against coverage, and the guards that
+keep the benchmark out of calibration and training."""
+
+import json
+import math
+import random
+import shutil
+
+import pytest
+
+from model.confidence import Calibration, features, fit, uncalibrated_confidence
+from model.engines.base import logprobs_within
+from model.errors import RevisorError
+from tests.conftest import shared_path
+from tests.test_cli import assert_one_line_error, revisor
+from training.metrics import at_threshold, coverage_curve, precision_at_coverage, reliability, threshold_for
+from training.splits import split_pools
+
+
+def test_only_tokens_that_begin_inside_the_answer_count():
+    tokens = [("x = ", -0.1), ("1", -0.2), ("\n", -0.3), ("```", -0.01), ("<|im_end|>", 0.0)]
+    assert logprobs_within("x = 1\n", tokens) == (-0.1, -0.2, -0.3)
+    assert logprobs_within("x = 1\n", tokens[:3]) == (-0.1, -0.2, -0.3)  # an engine without the stop
+
+
+def test_features_measure_certainty_length_and_edit_size():
+    mean, least, log_tokens, edit = features([-0.1, -0.5, -0.3], "a\nb\nc\nd\n", "a\nB\nc\nd\n")
+    assert (mean, least, log_tokens) == (pytest.approx(-0.3), -0.5, pytest.approx(math.log(3)))
+    assert edit == pytest.approx(0.25)
+    assert features([-0.1], "a\n", "a\n")[3] == 0.0
+    assert uncalibrated_confidence((math.log(0.5), 0, 0, 0)) == pytest.approx(0.5)
+
+
+def test_logistic_fit_is_calibrated_on_data_it_can_describe(tmp_path):
+    rng = random.Random(0)
+    rows, labels = [], []
+    for _ in range(2000):
+        mean = rng.uniform(-2, 0)
+        truth = 1 / (1 + math.exp(-(3 * mean + 2)))
+        rows.append((mean, mean - rng.random(), rng.uniform(1, 4), rng.random()))
+        labels.append(rng.random() < truth)
+    calibration = fit(rows, labels)
+    confidences = [calibration.confidence(r) for r in rows]
+    quality = reliability(confidences, labels, bins=5)
+    assert quality["ece"] < 0.05
+    means = [b["mean_confidence"] for b in quality["bins"]]
+    assert means == sorted(means)
+    assert calibration.confidence((0.0, -0.1, 2, 0.1)) > calibration.confidence((-2.0, -2.5, 2, 0.1))
+    calibration.save(tmp_path / "c.json")
+    assert Calibration.load(tmp_path / "c.json").confidence(rows[0]) == pytest.approx(confidences[0])
+    (tmp_path / "old.json").write_text(json.dumps({"features": ["mean_logprob"], "weights": [1]}))
+    with pytest.raises(RevisorError, match="other features"):
+        Calibration.load(tmp_path / "old.json")
+
+
+def test_the_curve_ends_at_full_coverage_exact_match_and_falls_past_wrong_answers():
+    confidences = [0.9, 0.8, 0.8, 0.5, None, 0.2, None]
+    correct = [True, False, True, True, False, False, True]
+    curve = coverage_curve(confidences, correct)
+    assert [p["threshold"] for p in curve] == [0.9, 0.8, 0.5, 0.2, 0.0]
+    assert curve[-1]["coverage"] == 1.0 and curve[-1]["precision"] == pytest.approx(4 / 7)
+    assert curve[0] == {"threshold": 0.9, "coverage": pytest.approx(1 / 7), "precision": 1.0}
+    # Lowering the threshold past a wrong answer (0.2) never raises precision.
+    assert curve[3]["precision"] < curve[2]["precision"]
+    assert at_threshold(confidences, correct, 0.5) == {"threshold": 0.5, "coverage": pytest.approx(4 / 7),
+                                                        "precision": 0.75}
+    assert at_threshold(confidences, correct, 0.0)["coverage"] == pytest.approx(5 / 7)  # revisions only
+    assert threshold_for(curve, 0.75)["threshold"] == 0.5
+    assert threshold_for(curve, 1.01) is None
+    assert precision_at_coverage(confidences, correct, 1 / 7) == 1.0
+    assert precision_at_coverage(confidences, correct, 1.0) == pytest.approx(4 / 7)
+
+
+def test_calibrate_and_training_refuse_the_benchmark_under_any_name(tmp_path):
+    benchmark = shared_path("datasets/codereviewer/test.jsonl")
+    result = revisor("calibrate", "--dataset", str(benchmark), "--output", str(tmp_path / "c.json"))
+    assert_one_line_error(result, "is the CodeReviewer benchmark")
+    renamed = tmp_path / "dev.jsonl"
+    shutil.copy(benchmark, renamed)
+    result = revisor("calibrate", "--dataset", str(renamed), "--output", str(tmp_path / "c.json"))
+    assert_one_line_error(result, "is the CodeReviewer benchmark")
+    assert_one_line_error(revisor("train", "--data", str(renamed), "--output", str(tmp_path / "a")),
+                          "not for training")
+    with pytest.raises(RevisorError, match="benchmark"):
+        split_pools([str(renamed)], str(tmp_path / "split"), 10, 13)
+
+
+def test_split_drops_pairs_that_share_code_with_the_benchmark(tmp_path):
+    benchmark = shared_path("datasets/codereviewer/test.jsonl")
+    first = json.loads(benchmark.read_text().splitlines()[0])
+    pool = tmp_path / "pool.jsonl"
+    rows = [{"old": first["old"], "new": " other", "review": "a different comment"}]
+    rows += [{"old": f" x = {i}", "new": f" y = {i}", "review": "rename"} for i in range(20)]
+    rows.append(rows[1])
+    pool.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    summary = split_pools([str(pool)], str(tmp_path / "split"), 5, 13, exclude=[str(benchmark)])
+    assert (summary["overlap_with_excluded_dropped"], summary["duplicates_dropped"]) == (1, 1)
+    assert (summary["train"], summary["dev"]) == (15, 5)

@@ -1,0 +1,69 @@
+"""The default model: Revisor's shipped adapter, merged into the embedded model, calibrated, and
+quiet on a first run."""
+
+import json
+import re
+import struct
+import subprocess
+
+import pytest
+
+from model.confidence import CALIBRATION_FILE, Calibration
+from model.embedded import DEFAULT_ADAPTER, prepare_default_model, prepare_embedded_model
+from tests.conftest import ROOT
+from training.datasets import file_digest
+from training.lora import ADAPTER_WEIGHTS, METADATA
+
+
+def safetensors_dtypes(path) -> set[str]:
+    header_size = struct.unpack("<Q", path.read_bytes()[:8])[0]
+    header = json.loads(path.read_bytes()[8 : 8 + header_size])
+    return {v["dtype"] for k, v in header.items() if k != "__metadata__"}
+
+
+def test_the_shipped_adapter_is_what_its_metadata_says():
+    weights = DEFAULT_ADAPTER / ADAPTER_WEIGHTS
+    metadata = json.loads((DEFAULT_ADAPTER / METADATA).read_text())
+    assert file_digest(weights) == metadata["adapter_sha256"]
+    assert weights.stat().st_size <= 20 * 2**20 and safetensors_dtypes(weights) == {"BF16"}
+    assert metadata["train_records"] > 1000 and metadata["train_tokens_per_s"] > 0
+    assert metadata["config"]["rank"] == 16 and metadata["train_seconds"] > 0
+    split = json.loads((DEFAULT_ADAPTER / "split.json").read_text())
+    assert all(len(source["sha256"]) == 64 for source in split["sources"].values())
+    assert not any(path.endswith("codereviewer/test.jsonl") for path in split["sources"])
+    assert any(path.endswith("codereviewer/test.jsonl") for path in split["excluded"])
+    calibration = Calibration.load(DEFAULT_ADAPTER / CALIBRATION_FILE)
+    assert 0 < calibration.threshold < 1
+    assert calibration.figures["target_precision"] == 0.3
+    assert calibration.figures["dataset"].endswith("dev.jsonl")
+
+
+def test_prepare_model_merges_the_adapter_into_the_weights():
+    import torch
+    from peft import PeftModel
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    base, merged = prepare_embedded_model(), prepare_default_model()
+    assert merged != base and merged.name.startswith("SmolLM2-135M-Instruct-revisor-")
+    name = "model.layers.0.self_attn.q_proj.weight"
+    merged_weight = load_file(merged / "model.safetensors")[name].float()
+    base_weight = load_file(base / "model.safetensors")[name].float()
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32),
+                                      DEFAULT_ADAPTER)
+    expected = model.merge_and_unload().get_parameter(name).detach().bfloat16().float()
+    assert not torch.equal(merged_weight, base_weight)
+    assert torch.equal(merged_weight, expected)
+
+
+ENGINE_LOG = re.compile(r"\b(INFO|WARNING|DEBUG)\b|EngineCore|it/s\]|Warning:|torch\.|vllm", re.I)
+
+
+@pytest.mark.slow
+def test_the_demo_prints_revisors_output_only():
+    result = subprocess.run(["make", "-s", "demo"], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = (result.stdout + result.stderr).splitlines()
+    assert [line for line in lines if ENGINE_LOG.search(line)] == []
+    assert any("suggestion(s) from 1 region(s) reviewed" in line for line in lines)
+    assert any("confidence" in line for line in lines)
