@@ -6,6 +6,8 @@ import hashlib
 import hmac
 import json
 import logging
+import threading
+from collections.abc import Sequence
 
 from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -24,7 +26,8 @@ def valid_signature(secret: str, body: bytes, header: str | None) -> bool:
     if not header or not header.startswith("sha256="):
         return False
     expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, header)
+    # As bytes: compare_digest refuses a str with characters outside ASCII (a forged header may hold them).
+    return hmac.compare_digest(expected.encode(), header.encode("utf-8", "surrogateescape"))
 
 
 class Metrics:
@@ -40,7 +43,20 @@ class Metrics:
         return generate_latest(self.registry) + generate_latest(REGISTRY)
 
 
-def create_app(secret: str, store: JobStore, max_payload_bytes: int = 10 * 2**20) -> FastAPI:
+async def bounded_body(request: Request, limit: int) -> bytes | None:
+    """The body, read only up to `limit` bytes (None beyond): a chunked body announces no length."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(secret: str, store: JobStore, max_payload_bytes: int = 10 * 2**20,
+               workers: Sequence[threading.Thread] = ()) -> FastAPI:
+    """The service; `workers` are this process's worker threads, which /healthz watches."""
     if not secret:
         raise ValueError("a webhook secret is required")
     app = FastAPI(title="Revisor webhooks", docs_url=None, redoc_url=None)
@@ -52,8 +68,12 @@ def create_app(secret: str, store: JobStore, max_payload_bytes: int = 10 * 2**20
         return Response(json.dumps({"status": outcome}), status_code=status, media_type="application/json")
 
     @app.get("/healthz")
-    def healthz() -> dict:
-        return {"status": "ok"}
+    def healthz() -> Response:
+        dead = sum(not thread.is_alive() for thread in workers)
+        if dead:
+            return Response(json.dumps({"status": "unhealthy", "dead_workers": dead}), status_code=503,
+                            media_type="application/json")
+        return Response(json.dumps({"status": "ok"}), media_type="application/json")
 
     @app.get("/metrics")
     def prometheus() -> Response:
@@ -61,11 +81,11 @@ def create_app(secret: str, store: JobStore, max_payload_bytes: int = 10 * 2**20
 
     @app.post("/api/github/webhooks")
     async def webhook(request: Request) -> Response:
-        size = int(request.headers.get("content-length") or 0)
-        if size > max_payload_bytes:
+        declared = request.headers.get("content-length", "0")
+        if not declared.isdigit() or int(declared) > max_payload_bytes:
             return answer(413, "payload too large")
-        body = await request.body()
-        if len(body) > max_payload_bytes:
+        body = await bounded_body(request, max_payload_bytes)
+        if body is None:
             return answer(413, "payload too large")
         if not valid_signature(secret, body, request.headers.get("X-Hub-Signature-256")):
             return answer(401, "bad signature")

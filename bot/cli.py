@@ -166,8 +166,8 @@ def serve(host: str, port: int, workers: int) -> None:
     configure_logging()
     store = open_store(settings.database, settings.redis_url)
     stop = threading.Event()
-    start_workers(settings, store, workers, stop)
-    app = create_app(settings.webhook_secret, store, settings.max_payload_bytes)
+    threads = start_workers(settings, store, workers, stop)
+    app = create_app(settings.webhook_secret, store, settings.max_payload_bytes, threads)
     try:
         uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
     finally:

@@ -26,7 +26,9 @@ from model.reviser import Reviser
 from model.schema import LowConfidence, NoRevision
 
 PULL_REQUEST_ACTIONS = {"opened", "reopened", "ready_for_review", "synchronize"}
-REVIEW_COMMAND = re.compile(r"^\s*/revisor\s+review\b", re.I | re.M)
+REVIEW_COMMAND = re.compile(r"^[ \t]*/revisor[ \t]+review\b", re.I | re.M)
+"""Linear in the comment's length: `\s*` after `^` in multi-line mode would rescan every run of
+blank lines from each of its starts."""
 
 
 def is_from_bot(payload: dict) -> bool:

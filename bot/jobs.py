@@ -85,6 +85,11 @@ class SQLiteJobStore:
 
     def claim(self, lease_seconds: float) -> Job | None:
         now = time.time()
+        # A job whose worker died on its last attempt is failed, not left running for ever.
+        self._db().execute(
+            """UPDATE deliveries SET status = 'failed', finished_at = ?,
+               error = 'its worker stopped before finishing on every attempt'
+               WHERE status = 'running' AND lease_until < ? AND attempts >= ?""", (now, now, MAX_ATTEMPTS))
         row = self._db().execute(
             """UPDATE deliveries SET status = 'running', attempts = attempts + 1, lease_until = ?
                WHERE delivery_id = (

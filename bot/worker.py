@@ -62,9 +62,21 @@ class Worker:
 
     def _keep_lease(self, job: Job, stop: threading.Event) -> None:
         while not stop.wait(self.lease_seconds / 3):
-            self.store.extend(job.delivery_id, self.lease_seconds)
+            try:
+                self.store.extend(job.delivery_id, self.lease_seconds)
+            except Exception:  # noqa: BLE001 - the store is down a moment: try again next beat
+                log.exception("could not extend the lease of %s", job.delivery_id)
 
-    def run_forever(self, stop: threading.Event, idle_seconds: float = 0.5) -> None:
+    def run_forever(self, stop: threading.Event, idle_seconds: float = 0.5,
+                    error_seconds: float = 5.0) -> None:
+        """Run jobs until `stop`; an error of the store (a Redis restart, a locked database) is
+        logged and waited out, never the end of the worker."""
         while not stop.is_set():
-            if not self.run_once():
+            try:
+                busy = self.run_once()
+            except Exception:  # noqa: BLE001
+                log.exception("the job store failed; trying again in %.0f s", error_seconds)
+                stop.wait(error_seconds)
+                continue
+            if not busy:
                 stop.wait(idle_seconds)

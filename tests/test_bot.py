@@ -2,7 +2,10 @@
 PyGithub against a local server that behaves as GitHub documents. The model is scripted here;
 tests/test_bot_e2e.py runs the embedded one."""
 
+import json
 import logging
+import sqlite3
+import threading
 import time
 
 import httpx
@@ -81,6 +84,31 @@ def test_webhook_answers_as_documented_and_stores_each_delivery_once(webhooks, s
     assert 'revisor_jobs{status="queued"} 1.0' in metrics
 
 
+def test_hostile_bodies_and_headers_get_a_4xx(webhooks, store):
+    def chunks():  # no Content-Length: the service must stop reading at its limit
+        for _ in range(100):
+            yield b" " * 10_000
+
+    chunked = httpx.post(f"{webhooks}/api/github/webhooks", content=chunks(), timeout=10,
+                         headers={"X-GitHub-Event": "ping", "X-GitHub-Delivery": "c1"})
+    assert chunked.status_code == 413
+    body, headers = s.signed(b"{}", "ping", "n1")
+    non_ascii = {**headers, "X-Hub-Signature-256": "sha256=caf\u00e9".encode("latin-1")}
+    assert post(webhooks, body, non_ascii).status_code == 401
+    assert store.counts() == {}
+
+
+def test_a_comment_of_blank_lines_is_read_in_linear_time():
+    payload = s.fixture_payload("issue_comment/created.with-installation.payload.json")
+    payload["issue"]["pull_request"] = {"url": "x"}
+    payload["comment"]["body"] = "\n" * 65_536 + "lgtm"
+    started = time.perf_counter()
+    assert not wanted("issue_comment", payload)
+    assert time.perf_counter() - started < 1.0  # 6.7 s before: past GitHub's 10 s with a few queued
+    payload["comment"]["body"] = "\n" * 65_536 + "  /revisor review"
+    assert wanted("issue_comment", payload)
+
+
 def test_which_events_become_jobs():
     assert wanted("pull_request_review_comment", s.review_comment_payload())
     assert not wanted("pull_request_review_comment", s.review_comment_payload(sender="Bot"))
@@ -113,6 +141,54 @@ def test_jobs_are_leased_retried_and_given_up(store):
         store.claim(lease_seconds=30)
     store.finish("a", "boom")
     assert store.counts() == {"failed": 1} and store.claim(30) is None
+
+
+def test_a_job_whose_worker_dies_on_every_attempt_ends_failed(store):
+    store.enqueue("d", "pull_request_review_comment", b"{}")
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        job = store.claim(lease_seconds=0)  # its worker dies: the lease runs out at once
+        assert job.attempts == attempt
+        time.sleep(0.01)
+    assert store.claim(lease_seconds=0) is None
+    assert store.counts() == {"failed": 1}
+
+
+class FlakyStore(SQLiteJobStore):
+    """A store whose first claims fail as a locked database or a restarting Redis do."""
+
+    def __init__(self, path, failures: int):
+        super().__init__(path)
+        self.failures = failures
+
+    def claim(self, lease_seconds):
+        if self.failures:
+            self.failures -= 1
+            raise sqlite3.OperationalError("database is locked")
+        return super().claim(lease_seconds)
+
+
+def test_a_worker_outlives_store_errors_and_healthz_reports_dead_workers(github, tmp_path):
+    gh, key, url = github
+    store = FlakyStore(tmp_path / "jobs.db", failures=2)
+    store.enqueue("d1", "pull_request_review_comment", json.dumps(s.review_comment_payload()).encode())
+    worker = Worker(store, lambda: handlers()[0], lambda payload: open_api(url, key, payload), 30)
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run_forever, args=(stop, 0.05, 0.05), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while store.counts() != {"done": 1} and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert store.counts() == {"done": 1} and thread.is_alive() and store.failures == 0
+    dead = threading.Thread(target=lambda: None)
+    dead.start()
+    dead.join()
+    with ServerThread(create_app(s.SECRET, store, workers=[thread, dead])) as service:
+        health = httpx.get(f"{service}/healthz")
+        assert (health.status_code, health.json()) == (503, {"status": "unhealthy", "dead_workers": 1})
+    with ServerThread(create_app(s.SECRET, store, workers=[thread])) as service:
+        assert httpx.get(f"{service}/healthz").json() == {"status": "ok"}
+    stop.set()
+    thread.join(5)
 
 
 def test_a_redis_job_belongs_to_the_worker_holding_its_lease(redis_url):

@@ -103,8 +103,11 @@ def test_confidence_agrees_across_engines(vllm_engine, vllm_server, embedded_mod
 
     served = OpenAIEngine(EngineConfig(model=SERVED_NAME, base_url=vllm_server, concurrency=1))
     engines = [vllm_engine, served, TransformersEngine(EngineConfig(model=embedded_model, batch_size=1))]
+    more = [RevisionTask("x = 0\nfor item in items:\n    x += 1\n", "rename x to count", "py"),
+            RevisionTask("def add(a, b):\n    return a+b\n", "add type hints for ints", "py"),
+            RevisionTask("print 'hello'\n", "use the Python 3 print function", "py")]
     compared = []
-    for task in TASKS:
+    for task in TASKS + more:
         answers = [Reviser(engine, ZeroShot()).revise([task])[0] for engine in engines]
         # vLLM in process and behind `vllm serve` always give the same answer; transformers, with
         # other arithmetic, sometimes another one, which is then not compared.
