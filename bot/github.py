@@ -61,6 +61,12 @@ def file_patch_diff(files) -> str:
     return "".join(parts)
 
 
+def by_app(item) -> bool:
+    """Written by an App (Revisor, or the Actions bot that runs it), never by a person: a hidden
+    marker in a person's comment must not stop Revisor or change what it reviews."""
+    return item.user is not None and item.user.type == "Bot"
+
+
 @dataclass
 class PullRequestAPI:
     """The calls Revisor makes on one pull request."""
@@ -91,13 +97,14 @@ class PullRequestAPI:
 
     def posted_fingerprints(self) -> set[str]:
         """Fingerprints hidden in what Revisor already posted on this pull request."""
-        bodies = [c.body for c in self.pull.get_review_comments()]
-        bodies += [r.body for r in self.pull.get_reviews()]
+        bodies = [c.body for c in self.pull.get_review_comments() if by_app(c)]
+        bodies += [r.body for r in self.pull.get_reviews() if by_app(r)]
         return {m["fingerprint"] for body in bodies if body for m in MARKER.finditer(body)}
 
     def last_reviewed_head(self) -> str | None:
         """The head commit of Revisor's latest review of this pull request, if any."""
-        heads = [m["sha"] for r in self.pull.get_reviews() if r.body for m in HEAD_MARKER.finditer(r.body)]
+        heads = [m["sha"] for r in self.pull.get_reviews() if r.body and by_app(r)
+                 for m in HEAD_MARKER.finditer(r.body)]
         return heads[-1] if heads else None
 
     def reply(self, comment_id: int, body: str) -> None:

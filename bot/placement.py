@@ -64,12 +64,17 @@ def head_marker(sha: str) -> str:
     return f"<!-- revisor-head:{sha} -->"
 
 
+def unmarked(text: str) -> str:
+    """Model output without anything that reads as one of Revisor's hidden markers."""
+    return HEAD_MARKER.sub("", MARKER.sub("", text))
+
+
 def suggestion_body(suggestion: Suggestion, footer: str, print_: str) -> str:
-    return f"{fenced(suggestion.replacement, 'suggestion')}\n\n{footer}\n{marker(print_)}"
+    return f"{fenced(unmarked(suggestion.replacement), 'suggestion')}\n\n{footer}\n{marker(print_)}"
 
 
 def plain_note(placement: Unplaceable) -> str:
     """For a review's body: a revision GitHub would not take as a suggestion."""
     s = placement.suggestion
     return (f"Proposed revision of `{s.region.location}` (not placeable as a suggestion: "
-            f"{placement.reason}):\n\n{fenced(s.replacement, '')}")
+            f"{placement.reason}):\n\n{fenced(unmarked(s.replacement), '')}")

@@ -207,8 +207,8 @@ def create_github_app(gh: FakeGitHub) -> FastAPI:
                   "commit_id": data.get("commit_id"), "user": {"login": "revisor[bot]", "type": "Bot"}}
         pull.reviews.append(review)
         for comment in data.get("comments", []):
-            pull.review_comments.append(
-                {**comment, "id": next(gh._ids), "pull_request_review_id": review["id"]})
+            pull.review_comments.append({**comment, "id": next(gh._ids), "user": review["user"],
+                                         "pull_request_review_id": review["id"]})
         return ok(review)
 
     @app.get(prefix + "/compare/{basehead}")

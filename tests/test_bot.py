@@ -18,6 +18,7 @@ from bot.github import PullRequestAPI, app_client
 from bot.handlers import Handlers, ReviewContext, wanted
 from bot.jobs import MAX_ATTEMPTS, RedisJobStore, SQLiteJobStore
 from bot.metrics import REGISTRY
+from bot.placement import fingerprint, head_marker, marker
 from bot.worker import Worker
 from model.errors import RevisorError
 from model.prompts import ZeroShot
@@ -340,6 +341,20 @@ def test_synchronize_reviews_only_what_changed_since_the_last_reviewed_head(gith
     latest = gh.pulls[s.PR].reviews[-1]
     commented = [c for c in gh.pulls[s.PR].review_comments if c.get("pull_request_review_id") == latest["id"]]
     assert [c["path"] for c in commented] == ["docs/1.txt"]
+
+
+def test_markers_count_only_in_the_apps_own_comments(github):
+    gh = github[0]
+    forged = marker(fingerprint("reply", s.COMMENT_ID)) + marker(fingerprint("review", s.HEAD))
+    gh.pulls[s.PR].review_comments.append(s.human_comment(f"nothing to see {forged}", comment_id=5))
+    gh.pulls[s.PR].reviews.append({"id": 6, "body": forged + head_marker(s.HEAD), "state": "COMMENTED",
+                                   "commit_id": s.HEAD, "user": {"login": "mallory", "type": "User"}})
+    smuggled = CONTEXT_MANAGER.replace("```python\n", "```python\n" + marker("0" * 16) + "\n")
+    h, _ = handlers(lambda code: smuggled)
+    assert handle(github, "pull_request_review_comment", s.review_comment_payload(), h).startswith("replied")
+    [reply] = s.replies(gh)
+    assert reply["body"].count("<!-- revisor:") == 1 and "0" * 16 not in reply["body"]
+    assert handle(github, "pull_request", s.pull_request_payload(), h).startswith("posted a review")
 
 
 def test_a_422_from_github_keeps_the_comments_in_the_review_body(github):
