@@ -130,6 +130,9 @@ class RepoConfig:
     """Reply when there is no suggestion, a confident one included, saying why."""
     min_confidence: float | None = None
     """Post only suggestions at least this confident; None: the service's threshold."""
+    allowed_authors: tuple[str, ...] = ("OWNER", "MEMBER", "COLLABORATOR")
+    """Whose comments and pull requests Revisor acts on, by GitHub's `author_association`: on a
+    public repository anyone can comment, and every answer costs model time."""
 
     @classmethod
     def parse(cls, text: str | None) -> RepoConfig:
@@ -145,6 +148,9 @@ class RepoConfig:
         unknown = sorted(set(data) - set(known))
         if unknown:
             raise RevisorError(f".github/revisor.yml: unknown setting(s) {', '.join(unknown)}")
+        for name, value in data.items():
+            if isinstance(getattr(cls(), name), tuple) and not isinstance(value, list):
+                raise RevisorError(f".github/revisor.yml: {name} must be a list, e.g. {name}: [{value!r}]")
         values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
         config = replace(cls(), **values)
         if config.review_comments not in ("mention", "all"):

@@ -84,6 +84,10 @@ class Handlers:
     def handle(self, ctx: ReviewContext) -> str:
         """Act on the delivery; return what was done, for the job record and the logs."""
         config = RepoConfig.parse(ctx.api.config_text())
+        author = ctx.payload.get("comment") or ctx.payload.get("pull_request") or {}
+        association = author.get("author_association", "NONE")
+        if association not in config.allowed_authors:
+            return f"author is {association}, not one of allowed_authors in .github/revisor.yml"
         if ctx.event == "pull_request_review_comment":
             return self.answer_comment(ctx, config)
         if ctx.event == "pull_request":

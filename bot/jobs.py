@@ -41,8 +41,9 @@ class JobStore(Protocol):
 
     def extend(self, delivery_id: str, lease_seconds: float) -> None: ...
 
-    def finish(self, delivery_id: str, error: str | None = None) -> None:
-        """Mark done, or record the error: the job is retried until MAX_ATTEMPTS."""
+    def finish(self, delivery_id: str, error: str | None = None, retry: bool = True) -> None:
+        """Mark done, or record the error: the job is retried until MAX_ATTEMPTS, unless the
+        error is permanent (`retry` False: running it again would fail the same way)."""
         ...
 
     def counts(self) -> dict[str, int]:
@@ -108,7 +109,7 @@ class SQLiteJobStore:
             "UPDATE deliveries SET lease_until = ? WHERE delivery_id = ? AND status = 'running'",
                            (time.time() + lease_seconds, delivery_id))
 
-    def finish(self, delivery_id: str, error: str | None = None) -> None:
+    def finish(self, delivery_id: str, error: str | None = None, retry: bool = True) -> None:
         if error is None:
             self._db().execute(
                 "UPDATE deliveries SET status = 'done', error = NULL, finished_at = ? WHERE delivery_id = ?",
@@ -116,8 +117,8 @@ class SQLiteJobStore:
             return
         self._db().execute(
             """UPDATE deliveries SET error = ?, lease_until = 0,
-               status = CASE WHEN attempts >= ? THEN 'failed' ELSE 'queued' END
-               WHERE delivery_id = ?""", (error, MAX_ATTEMPTS, delivery_id))
+               status = CASE WHEN attempts >= ? OR NOT ? THEN 'failed' ELSE 'queued' END
+               WHERE delivery_id = ?""", (error, MAX_ATTEMPTS, retry, delivery_id))
 
     def counts(self) -> dict[str, int]:
         rows = self._db().execute("SELECT status, COUNT(*) FROM deliveries GROUP BY status").fetchall()
@@ -217,12 +218,12 @@ class RedisJobStore:
         if entry is not None:  # else finished a moment ago
             self._extend(keys=[STREAM], args=[GROUP, entry, self.consumer])
 
-    def finish(self, delivery_id: str, error: str | None = None) -> None:
+    def finish(self, delivery_id: str, error: str | None = None, retry: bool = True) -> None:
         if error is None:
             outcome = "done"
         else:
             attempts = int(self.redis.hget(ATTEMPTS, delivery_id) or 0)
-            outcome = "failed" if attempts >= MAX_ATTEMPTS else "retry"
+            outcome = "failed" if attempts >= MAX_ATTEMPTS or not retry else "retry"
         self._finish(delivery_id, outcome, error or "")
 
     def _finish(self, delivery_id: str, outcome: str, error: str) -> None:

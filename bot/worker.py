@@ -12,6 +12,7 @@ from bot.github import RETRIED_STATUSES
 from bot.handlers import Handlers, ReviewContext
 from bot.jobs import Job, JobStore
 from bot.metrics import GITHUB_ERRORS, JOBS
+from model.errors import RevisorError
 
 log = logging.getLogger("revisor.worker")
 
@@ -44,6 +45,10 @@ class Worker:
             api = self.open_api(job.payload)
             ctx = ReviewContext(job.delivery_id, job.event, job.payload, api, logger)  # type: ignore[arg-type]
             outcome = self._handlers.handle(ctx)
+        except RevisorError as error:  # a bad .github/revisor.yml, say: the same again next time
+            logger.error("job failed for good, nothing will change by retrying it: %s", error)
+            JOBS.labels(job.event, "error").inc()
+            self.store.finish(job.delivery_id, str(error), retry=False)
         except Exception as error:  # noqa: BLE001 - recorded on the job, which is retried
             logger.exception("job failed (attempt %d)", job.attempts)
             # Answers the retry policy retried were counted there.

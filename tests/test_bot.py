@@ -300,6 +300,29 @@ def test_a_suggestion_below_the_threshold_is_not_posted_and_is_counted(github):
         RepoConfig.parse("min_confidence: high\n")
 
 
+def test_a_permanent_error_fails_the_job_at_once_with_what_to_change(github, store):
+    gh, key, url = github
+    gh.contents[("master", ".github/revisor.yml")] = 'include: "src/**"\n'
+    store.enqueue("p1", "pull_request_review_comment", json.dumps(s.review_comment_payload()).encode())
+    worker = Worker(store, lambda: handlers()[0], lambda payload: open_api(url, key, payload), 30)
+    assert worker.run_once() and not worker.run_once()
+    assert store.counts() == {"failed": 1} and s.replies(gh) == []
+    with pytest.raises(RevisorError, match=r"include must be a list, e.g. include: \['src/\*\*'\]"):
+        RepoConfig.parse('include: "src/**"\n')
+
+
+def test_only_allowed_authors_get_answers(github):
+    gh = github[0]
+    h, engine = handlers()
+    stranger = s.review_comment_payload()
+    stranger["comment"]["author_association"] = "NONE"
+    outcome = handle(github, "pull_request_review_comment", stranger, h)
+    assert outcome == "author is NONE, not one of allowed_authors in .github/revisor.yml"
+    assert s.replies(gh) == [] and engine.requests == []
+    gh.contents[("master", ".github/revisor.yml")] += "allowed_authors: [OWNER, NONE]\n"
+    assert handle(github, "pull_request_review_comment", stranger, h).startswith("replied")
+
+
 def test_config_comes_from_the_base_branch_only(github):
     gh, key, url = github
     api = open_api(url, key, s.review_comment_payload())
