@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import socket
 import sqlite3
 import threading
@@ -22,6 +23,17 @@ from uuid import uuid4
 from model.errors import RevisorError
 
 MAX_ATTEMPTS = 5
+BACKOFF_BASE_S = 30.0
+BACKOFF_CAP_S = 1800.0
+
+
+def backoff_seconds(attempts: int, retry_after: float | None = None) -> float:
+    """How long a failed job waits before its next attempt: exponential in the attempts made
+    (30 s, 60 s, 120 s, 240 s: a model server down for a minute or two is waited out), with
+    jitter so jobs that failed together do not come back together, and never less than the
+    server asked for (`Retry-After`, the rate limit's reset)."""
+    exponential = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempts - 1))
+    return max(exponential * random.uniform(0.5, 1.0), retry_after or 0.0)
 
 
 @dataclass(frozen=True)
@@ -41,9 +53,11 @@ class JobStore(Protocol):
 
     def extend(self, delivery_id: str, lease_seconds: float) -> None: ...
 
-    def finish(self, delivery_id: str, error: str | None = None, retry: bool = True) -> None:
-        """Mark done, or record the error: the job is retried until MAX_ATTEMPTS, unless the
-        error is permanent (`retry` False: running it again would fail the same way)."""
+    def finish(self, delivery_id: str, error: str | None = None, retry: bool = True,
+               delay: float = 0.0) -> None:
+        """Mark done, or record the error: the job is retried until MAX_ATTEMPTS, not before
+        `delay` seconds, unless the error is permanent (`retry` False: running it again would
+        fail the same way)."""
         ...
 
     def counts(self) -> dict[str, int]:
@@ -95,8 +109,7 @@ class SQLiteJobStore:
             """UPDATE deliveries SET status = 'running', attempts = attempts + 1, lease_until = ?
                WHERE delivery_id = (
                  SELECT delivery_id FROM deliveries
-                 WHERE (status = 'queued' OR (status = 'running' AND lease_until < ?))
-                   AND attempts < ?
+                 WHERE status IN ('queued', 'running') AND lease_until < ? AND attempts < ?
                  ORDER BY received_at LIMIT 1)
                RETURNING delivery_id, event, payload, attempts""",
             (now + lease_seconds, now, MAX_ATTEMPTS)).fetchone()
@@ -109,16 +122,18 @@ class SQLiteJobStore:
             "UPDATE deliveries SET lease_until = ? WHERE delivery_id = ? AND status = 'running'",
                            (time.time() + lease_seconds, delivery_id))
 
-    def finish(self, delivery_id: str, error: str | None = None, retry: bool = True) -> None:
+    def finish(self, delivery_id: str, error: str | None = None, retry: bool = True,
+               delay: float = 0.0) -> None:
         if error is None:
             self._db().execute(
                 "UPDATE deliveries SET status = 'done', error = NULL, finished_at = ? WHERE delivery_id = ?",
                 (time.time(), delivery_id))
             return
+        # A queued job's lease_until is the time before which it is not claimed again.
         self._db().execute(
-            """UPDATE deliveries SET error = ?, lease_until = 0,
+            """UPDATE deliveries SET error = ?, lease_until = ?,
                status = CASE WHEN attempts >= ? OR NOT ? THEN 'failed' ELSE 'queued' END
-               WHERE delivery_id = ?""", (error, MAX_ATTEMPTS, retry, delivery_id))
+               WHERE delivery_id = ?""", (error, time.time() + delay, MAX_ATTEMPTS, retry, delivery_id))
 
     def counts(self) -> dict[str, int]:
         rows = self._db().execute("SELECT status, COUNT(*) FROM deliveries GROUP BY status").fetchall()
@@ -129,6 +144,7 @@ class SQLiteJobStore:
 STREAM, GROUP = "{revisor}:jobs", "workers"
 STATUS, COUNTS = "{revisor}:status", "{revisor}:counts"
 ATTEMPTS, ERRORS = "{revisor}:attempts", "{revisor}:errors"
+DELAYED, DELAYED_JOBS = "{revisor}:delayed", "{revisor}:delayed-jobs"  # retries waiting for their time
 
 # A delivery is queued once: its id is recorded and the job added in one atomic step.
 ENQUEUE = """
@@ -156,7 +172,8 @@ local fields = redis.call('XRANGE', KEYS[1], ARGV[2], ARGV[2])[1][2]
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
 if ARGV[5] == 'retry' then
-  redis.call('XADD', KEYS[1], '*', unpack(fields))
+  redis.call('ZADD', KEYS[5], ARGV[7], ARGV[4])
+  redis.call('HSET', KEYS[6], ARGV[4], cjson.encode(fields))
   redis.call('HSET', KEYS[2], ARGV[4], 'queued')
 else
   redis.call('HSET', KEYS[2], ARGV[4], ARGV[5])
@@ -164,6 +181,18 @@ else
 end
 if ARGV[6] ~= '' then redis.call('HSET', KEYS[4], ARGV[4], ARGV[6]) end
 return 1
+"""
+
+
+# Retries whose time has come go back into the stream, each once.
+PROMOTE = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+for _, delivery in ipairs(due) do
+  redis.call('XADD', KEYS[3], '*', unpack(cjson.decode(redis.call('HGET', KEYS[2], delivery))))
+  redis.call('ZREM', KEYS[1], delivery)
+  redis.call('HDEL', KEYS[2], delivery)
+end
+return #due
 """
 
 
@@ -188,13 +217,14 @@ class RedisJobStore:
             raise RevisorError(f"REVISOR_REDIS_URL: cannot use Redis at {url} ({error})") from None
         self.consumer = f"{socket.gethostname()}-{os.getpid()}-{uuid4().hex[:8]}"
         self._entries: dict[str, bytes] = {}  # delivery id -> stream entry, for the jobs held here
-        self._enqueue, self._extend, self._settle = (
-            self.redis.register_script(s) for s in (ENQUEUE, EXTEND, SETTLE))
+        self._enqueue, self._extend, self._settle, self._promote = (
+            self.redis.register_script(s) for s in (ENQUEUE, EXTEND, SETTLE, PROMOTE))
 
     def enqueue(self, delivery_id: str, event: str, payload: bytes) -> bool:
         return self._enqueue(keys=[STATUS, STREAM], args=[delivery_id, event, payload]) == 1
 
     def claim(self, lease_seconds: float) -> Job | None:
+        self._promote(keys=[DELAYED, DELAYED_JOBS, STREAM], args=[time.time()])
         while True:
             # First a job whose holder let its lease run out, then a new one.
             _, entries, *_ = self.redis.xautoclaim(STREAM, GROUP, self.consumer,
@@ -218,23 +248,25 @@ class RedisJobStore:
         if entry is not None:  # else finished a moment ago
             self._extend(keys=[STREAM], args=[GROUP, entry, self.consumer])
 
-    def finish(self, delivery_id: str, error: str | None = None, retry: bool = True) -> None:
+    def finish(self, delivery_id: str, error: str | None = None, retry: bool = True,
+               delay: float = 0.0) -> None:
         if error is None:
             outcome = "done"
         else:
             attempts = int(self.redis.hget(ATTEMPTS, delivery_id) or 0)
             outcome = "failed" if attempts >= MAX_ATTEMPTS or not retry else "retry"
-        self._finish(delivery_id, outcome, error or "")
+        self._finish(delivery_id, outcome, error or "", time.time() + delay)
 
-    def _finish(self, delivery_id: str, outcome: str, error: str) -> None:
+    def _finish(self, delivery_id: str, outcome: str, error: str, not_before: float = 0.0) -> None:
         entry = self._entries.pop(delivery_id)
-        self._settle(keys=[STREAM, STATUS, COUNTS, ERRORS],
-                     args=[GROUP, entry, self.consumer, delivery_id, outcome, error])
+        self._settle(keys=[STREAM, STATUS, COUNTS, ERRORS, DELAYED, DELAYED_JOBS],
+                     args=[GROUP, entry, self.consumer, delivery_id, outcome, error, not_before])
 
     def counts(self) -> dict[str, int]:
         running = self.redis.xpending(STREAM, GROUP)["pending"]
         settled = {k.decode(): int(v) for k, v in self.redis.hgetall(COUNTS).items()}
-        counts = {"queued": self.redis.xlen(STREAM) - running, "running": running, **settled}
+        queued = self.redis.xlen(STREAM) - running + self.redis.zcard(DELAYED)
+        counts = {"queued": queued, "running": running, **settled}
         return {status: n for status, n in counts.items() if n}
 
 

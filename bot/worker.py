@@ -4,17 +4,28 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from github import GithubException
 
 from bot.github import RETRIED_STATUSES
 from bot.handlers import Handlers, ReviewContext
-from bot.jobs import Job, JobStore
+from bot.jobs import Job, JobStore, backoff_seconds
 from bot.metrics import GITHUB_ERRORS, JOBS
 from model.errors import RevisorError
 
 log = logging.getLogger("revisor.worker")
+
+
+def retry_after_seconds(error: Exception) -> float | None:
+    """How long GitHub asked to wait, from an error's `Retry-After` or rate-limit reset."""
+    headers = {k.lower(): v for k, v in ((getattr(error, "headers", None) or {}).items())}
+    if str(headers.get("retry-after", "")).isdigit():
+        return float(headers["retry-after"])
+    if headers.get("x-ratelimit-remaining") == "0" and str(headers.get("x-ratelimit-reset", "")).isdigit():
+        return max(0.0, float(headers["x-ratelimit-reset"]) - time.time())
+    return None
 
 
 def pull_request_number(payload: dict) -> int:
@@ -50,12 +61,13 @@ class Worker:
             JOBS.labels(job.event, "error").inc()
             self.store.finish(job.delivery_id, str(error), retry=False)
         except Exception as error:  # noqa: BLE001 - recorded on the job, which is retried
-            logger.exception("job failed (attempt %d)", job.attempts)
+            delay = backoff_seconds(job.attempts, retry_after_seconds(error))
+            logger.exception("job failed (attempt %d); next attempt in %.0f s", job.attempts, delay)
             # Answers the retry policy retried were counted there.
             if isinstance(error, GithubException) and error.status not in RETRIED_STATUSES:
                 GITHUB_ERRORS.labels(str(error.status)).inc()
             JOBS.labels(job.event, "error").inc()
-            self.store.finish(job.delivery_id, f"{type(error).__name__}: {error}")
+            self.store.finish(job.delivery_id, f"{type(error).__name__}: {error}", delay=delay)
         else:
             logger.info("%s: %s", job.event, outcome)
             JOBS.labels(job.event, "done").inc()

@@ -16,10 +16,10 @@ from bot.app import create_app, valid_signature
 from bot.config import RepoConfig
 from bot.github import PullRequestAPI, app_client
 from bot.handlers import Handlers, ReviewContext, wanted
-from bot.jobs import MAX_ATTEMPTS, RedisJobStore, SQLiteJobStore
+from bot.jobs import MAX_ATTEMPTS, RedisJobStore, SQLiteJobStore, backoff_seconds
 from bot.metrics import REGISTRY
 from bot.placement import fingerprint, head_marker, marker
-from bot.worker import Worker
+from bot.worker import Worker, retry_after_seconds
 from model.errors import RevisorError
 from model.prompts import ZeroShot
 from model.reviser import Reviser
@@ -142,6 +142,22 @@ def test_jobs_are_leased_retried_and_given_up(store):
         store.claim(lease_seconds=30)
     store.finish("a", "boom")
     assert store.counts() == {"failed": 1} and store.claim(30) is None
+
+
+def test_a_failed_job_waits_its_backoff_before_it_runs_again(store):
+    store.enqueue("b", "pull_request_review_comment", b"{}")
+    store.finish(store.claim(lease_seconds=30).delivery_id, "model server down", delay=0.5)
+    assert store.claim(lease_seconds=30) is None and store.counts() == {"queued": 1}
+    time.sleep(0.6)
+    again = store.claim(lease_seconds=30)
+    assert (again.delivery_id, again.attempts) == ("b", 2)
+    assert backoff_seconds(1) <= 30 < backoff_seconds(3) and backoff_seconds(2, retry_after=600) == 600
+    reset = str(int(time.time()) + 400)
+    limited = GithubException(403, {"message": "rate limit"},
+                              {"x-ratelimit-remaining": "0", "x-ratelimit-reset": reset})
+    assert 395 < retry_after_seconds(limited) <= 400
+    assert retry_after_seconds(GithubException(429, {}, {"Retry-After": "90"})) == 90
+    assert retry_after_seconds(ValueError("no headers")) is None
 
 
 def test_a_job_whose_worker_dies_on_every_attempt_ends_failed(store):
@@ -412,7 +428,7 @@ def test_worker_records_failures_and_posts_once_when_a_job_runs_again(github, sq
     store.enqueue("x", "pull_request_review_comment", body)
     worker = Worker(store, lambda: h, lambda p: open_api(url, key, p), lease_seconds=30)
     assert worker.run_once() and store.counts() == {"done": 1}
-    store._db().execute("UPDATE deliveries SET status = 'queued'")  # as if it died before recording
+    store._db().execute("UPDATE deliveries SET status = 'queued', lease_until = 0")  # died before recording
     assert worker.run_once() and len(s.replies(gh)) == 1
     broken = Worker(store, lambda: h, lambda p: (_ for _ in ()).throw(RuntimeError("boom")), 30)
     store.enqueue("y", "pull_request_review_comment", body)
