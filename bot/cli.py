@@ -48,6 +48,7 @@ def cli(verbose: bool) -> None:
     data split     reproducible train/dev splits of review-to-revision pools
     serve          the GitHub App webhook service (with workers)
     worker         workers for stored webhook deliveries
+    jobs           failed jobs, and queueing them again
     action         the GitHub Action entry point
     prepare-model  build the default model once (done on first use anyway)
     """
@@ -209,6 +210,29 @@ def worker(threads: int, metrics_port: int | None) -> None:
             thread.join()
     except KeyboardInterrupt:
         stop.set()
+
+
+@cli.command()
+@click.option("--requeue", multiple=True, metavar="DELIVERY_ID",
+              help="Queue this failed job again, with a fresh set of attempts (repeatable).")
+@click.option("--requeue-all", is_flag=True, help="Queue every failed job again.")
+def jobs(requeue: tuple[str, ...], requeue_all: bool) -> None:
+    """List the jobs by status and those that failed for good; queue failed ones again once their
+    cause is fixed. Reads the store `serve` uses: REVISOR_DATABASE (default revisor.db) or
+    REVISOR_REDIS_URL."""
+    from bot.jobs import open_store
+
+    store = open_store(os.environ.get("REVISOR_DATABASE", "revisor.db"),
+                       os.environ.get("REVISOR_REDIS_URL") or None)
+    failed = store.failed()
+    for delivery in [d for d, _, _ in failed] if requeue_all else requeue:
+        if not store.requeue(delivery):
+            raise RevisorError(f"no failed job has delivery id {delivery!r}: `revisor jobs` lists them")
+        click.echo(f"queued {delivery} again")
+    counts = store.counts()
+    click.echo(", ".join(f"{status}: {n}" for status, n in sorted(counts.items())) or "no jobs")
+    for delivery, event, error in store.failed():
+        click.echo(f"failed {delivery} ({event}): {error}")
 
 
 @cli.command()

@@ -64,6 +64,14 @@ class JobStore(Protocol):
         """Stored deliveries by status, for /metrics."""
         ...
 
+    def failed(self) -> list[tuple[str, str, str]]:
+        """The jobs that failed for good: delivery id, event, last error."""
+        ...
+
+    def requeue(self, delivery_id: str) -> bool:
+        """Give a failed job a fresh set of attempts; False if no failed job has this id."""
+        ...
+
 
 class SQLiteJobStore:
     def __init__(self, path: str | Path):
@@ -139,12 +147,24 @@ class SQLiteJobStore:
         rows = self._db().execute("SELECT status, COUNT(*) FROM deliveries GROUP BY status").fetchall()
         return dict(rows)
 
+    def failed(self) -> list[tuple[str, str, str]]:
+        return self._db().execute("SELECT delivery_id, event, COALESCE(error, '') FROM deliveries "
+                                  "WHERE status = 'failed' ORDER BY received_at").fetchall()
+
+    def requeue(self, delivery_id: str) -> bool:
+        with self._write:
+            cursor = self._db().execute(
+                "UPDATE deliveries SET status = 'queued', attempts = 0, lease_until = 0, error = NULL "
+                "WHERE delivery_id = ? AND status = 'failed'", (delivery_id,))
+        return cursor.rowcount == 1
+
 
 # Redis keys share one hash tag, so the scripts below also run on a Redis Cluster.
 STREAM, GROUP = "{revisor}:jobs", "workers"
 STATUS, COUNTS = "{revisor}:status", "{revisor}:counts"
 ATTEMPTS, ERRORS = "{revisor}:attempts", "{revisor}:errors"
 DELAYED, DELAYED_JOBS = "{revisor}:delayed", "{revisor}:delayed-jobs"  # retries waiting for their time
+FAILED_JOBS = "{revisor}:failed-jobs"  # what a failed job needs to be queued again
 
 # A delivery is queued once: its id is recorded and the job added in one atomic step.
 ENQUEUE = """
@@ -178,11 +198,24 @@ if ARGV[5] == 'retry' then
 else
   redis.call('HSET', KEYS[2], ARGV[4], ARGV[5])
   redis.call('HINCRBY', KEYS[3], ARGV[5], 1)
+  if ARGV[5] == 'failed' then redis.call('HSET', KEYS[7], ARGV[4], cjson.encode(fields)) end
 end
 if ARGV[6] ~= '' then redis.call('HSET', KEYS[4], ARGV[4], ARGV[6]) end
 return 1
 """
 
+
+# A failed job goes back into the stream with its attempts forgotten.
+REQUEUE = """
+local fields = redis.call('HGET', KEYS[1], ARGV[1])
+if not fields then return 0 end
+redis.call('XADD', KEYS[2], '*', unpack(cjson.decode(fields)))
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
+redis.call('HSET', KEYS[4], ARGV[1], 'queued')
+redis.call('HINCRBY', KEYS[5], 'failed', -1)
+return 1
+"""
 
 # Retries whose time has come go back into the stream, each once.
 PROMOTE = """
@@ -217,8 +250,8 @@ class RedisJobStore:
             raise RevisorError(f"REVISOR_REDIS_URL: cannot use Redis at {url} ({error})") from None
         self.consumer = f"{socket.gethostname()}-{os.getpid()}-{uuid4().hex[:8]}"
         self._entries: dict[str, bytes] = {}  # delivery id -> stream entry, for the jobs held here
-        self._enqueue, self._extend, self._settle, self._promote = (
-            self.redis.register_script(s) for s in (ENQUEUE, EXTEND, SETTLE, PROMOTE))
+        self._enqueue, self._extend, self._settle, self._promote, self._requeue = (
+            self.redis.register_script(s) for s in (ENQUEUE, EXTEND, SETTLE, PROMOTE, REQUEUE))
 
     def enqueue(self, delivery_id: str, event: str, payload: bytes) -> bool:
         return self._enqueue(keys=[STATUS, STREAM], args=[delivery_id, event, payload]) == 1
@@ -259,7 +292,7 @@ class RedisJobStore:
 
     def _finish(self, delivery_id: str, outcome: str, error: str, not_before: float = 0.0) -> None:
         entry = self._entries.pop(delivery_id)
-        self._settle(keys=[STREAM, STATUS, COUNTS, ERRORS, DELAYED, DELAYED_JOBS],
+        self._settle(keys=[STREAM, STATUS, COUNTS, ERRORS, DELAYED, DELAYED_JOBS, FAILED_JOBS],
                      args=[GROUP, entry, self.consumer, delivery_id, outcome, error, not_before])
 
     def counts(self) -> dict[str, int]:
@@ -268,6 +301,18 @@ class RedisJobStore:
         queued = self.redis.xlen(STREAM) - running + self.redis.zcard(DELAYED)
         counts = {"queued": queued, "running": running, **settled}
         return {status: n for status, n in counts.items() if n}
+
+    def failed(self) -> list[tuple[str, str, str]]:
+        jobs = []
+        for delivery, fields in sorted(self.redis.hgetall(FAILED_JOBS).items()):
+            flat = json.loads(fields)
+            event = dict(zip(flat[::2], flat[1::2], strict=True))["event"]
+            error = (self.redis.hget(ERRORS, delivery) or b"").decode()
+            jobs.append((delivery.decode(), event, error))
+        return jobs
+
+    def requeue(self, delivery_id: str) -> bool:
+        return self._requeue(keys=[FAILED_JOBS, STREAM, ATTEMPTS, STATUS, COUNTS], args=[delivery_id]) == 1
 
 
 def open_store(database: str, redis_url: str | None) -> JobStore:

@@ -160,6 +160,17 @@ def test_a_failed_job_waits_its_backoff_before_it_runs_again(store):
     assert retry_after_seconds(ValueError("no headers")) is None
 
 
+def test_failed_jobs_are_listed_and_queued_again(store):
+    store.enqueue("f", "pull_request_review_comment", b'{"n": 1}')
+    store.finish(store.claim(lease_seconds=30).delivery_id, "bad config", retry=False)
+    assert store.counts() == {"failed": 1}
+    assert store.failed() == [("f", "pull_request_review_comment", "bad config")]
+    assert store.requeue("f") and not store.requeue("f") and not store.requeue("nope")
+    assert store.counts() == {"queued": 1} and store.failed() == []
+    job = store.claim(lease_seconds=30)
+    assert (job.delivery_id, job.attempts, job.payload) == ("f", 1, {"n": 1})
+
+
 def test_a_job_whose_worker_dies_on_every_attempt_ends_failed(store):
     store.enqueue("d", "pull_request_review_comment", b"{}")
     for attempt in range(1, MAX_ATTEMPTS + 1):

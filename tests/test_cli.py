@@ -161,6 +161,24 @@ def test_worker_metrics_port_in_use_is_a_one_line_error(tmp_path):
     assert_one_line_error(run, f"--metrics-port {port}: Address already in use")
 
 
+def test_jobs_lists_failed_jobs_and_queues_them_again(tmp_path, monkeypatch):
+    from bot.jobs import SQLiteJobStore
+
+    database = tmp_path / "jobs.db"
+    store = SQLiteJobStore(database)
+    for delivery in ("a", "b"):
+        store.enqueue(delivery, "pull_request", b"{}")
+        store.finish(store.claim(30).delivery_id, "ValueError: .github/revisor.yml is broken", retry=False)
+    monkeypatch.setenv("REVISOR_DATABASE", str(database))
+    listed = revisor("jobs").stdout.decode()
+    assert "failed: 2" in listed
+    assert "failed a (pull_request): ValueError: .github/revisor.yml is broken" in listed
+    requeued = revisor("jobs", "--requeue", "a").stdout.decode()
+    assert "queued a again" in requeued and "failed: 1, queued: 1" in requeued
+    assert_one_line_error(revisor("jobs", "--requeue", "zzz"), "no failed job has delivery id 'zzz'")
+    assert "queued: 2" in revisor("jobs", "--requeue-all").stdout.decode()
+
+
 def test_settings_never_show_secrets():
     from bot.config import Settings
 
