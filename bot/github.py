@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from github import Auth, Github, GithubException, GithubRetry
 from github.PullRequest import PullRequest
 from github.Repository import Repository
+from urllib3.util import Retry
 
 from bot.diff import Diff, parse_diff
 from bot.metrics import GITHUB_ERRORS
@@ -31,8 +32,12 @@ class CountedRetry(GithubRetry):
 
 
 def retry_policy(max_wait_s: float = 300) -> GithubRetry:
+    """Reads are retried; writes are not: after a 502 or a timeout GitHub may have created the
+    comment already. A failed write fails the job, and the job's next attempt looks for the
+    comment's fingerprint before it writes again."""
     return CountedRetry(total=6, backoff_factor=0.5, max_rate_limit_wait=max_wait_s,
-                        status_forcelist=list(RETRIED_STATUSES))
+                        status_forcelist=list(RETRIED_STATUSES),
+                        allowed_methods=Retry.DEFAULT_ALLOWED_METHODS)
 
 
 def app_client(api_url: str, app_id: str, private_key: str, installation_id: int) -> Github:

@@ -58,6 +58,7 @@ class FakeGitHub:
     tokens: set[str] = field(default_factory=set)
     requests: list[tuple[str, str]] = field(default_factory=list)
     fail_next: list[int] = field(default_factory=list)  # statuses to answer next, e.g. [502]
+    fail_after_write: list[int] = field(default_factory=list)  # statuses to answer once a POST took effect
     per_page_cap: int = 2  # small pages, so pagination is exercised
     slow_paths: dict[str, float] = field(default_factory=dict)  # path suffix -> seconds to wait
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1000))
@@ -113,7 +114,11 @@ def create_github_app(gh: FakeGitHub) -> FastAPI:
             scheme, _, token = header.partition(" ")
             if scheme.lower() not in ("token", "bearer") or token not in gh.tokens:
                 return error(401, "Bad credentials")
-        return await call_next(request)
+        response = await call_next(request)
+        wrote = request.method == "POST" and not request.url.path.startswith("/app/")
+        if wrote and gh.fail_after_write and response.status_code < 300:
+            return error(gh.fail_after_write.pop(0), "Server Error")  # done, but the client cannot know
+        return response
 
     @app.post("/app/installations/{installation_id}/access_tokens")
     def access_token(installation_id: int):

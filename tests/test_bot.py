@@ -393,6 +393,17 @@ def test_synchronize_reviews_only_what_changed_since_the_last_reviewed_head(gith
     assert [c["path"] for c in commented] == ["docs/1.txt"]
 
 
+def test_a_reply_github_created_before_answering_502_is_not_posted_again(github):
+    gh = github[0]
+    h, _ = handlers()
+    gh.fail_after_write = [502]
+    with pytest.raises(GithubException) as failure:
+        handle(github, "pull_request_review_comment", s.review_comment_payload(), h)
+    assert failure.value.status == 502 and len(s.replies(gh)) == 1  # never written twice
+    assert handle(github, "pull_request_review_comment", s.review_comment_payload(), h) == "already answered"
+    assert len(s.replies(gh)) == 1
+
+
 def test_markers_count_only_in_the_apps_own_comments(github):
     gh = github[0]
     forged = marker(fingerprint("reply", s.COMMENT_ID)) + marker(fingerprint("review", s.HEAD))
@@ -424,8 +435,9 @@ def test_bad_app_credentials_and_server_errors(github):
     assert failure.value.status == 401
     errors = {status: REGISTRY.get_sample_value("revisor_github_api_errors_total", {"status": status}) or 0
               for status in ("502", "503")}
+    api = open_api(url, key, s.review_comment_payload())
     gh.fail_next = [502, 503]
-    assert open_api(url, key, s.review_comment_payload()).pull.number == s.PR  # retried
+    assert api.repo.get_pull(s.PR).number == s.PR  # a read: retried
     for status, before in errors.items():  # and counted for /metrics
         assert REGISTRY.get_sample_value("revisor_github_api_errors_total", {"status": status}) == before + 1
 
