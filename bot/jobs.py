@@ -42,6 +42,8 @@ class Job:
     event: str
     payload: dict
     attempts: int
+    lease: str = ""
+    """This claim's token: only its holder may extend the lease or settle the job."""
 
 
 class JobStore(Protocol):
@@ -51,13 +53,15 @@ class JobStore(Protocol):
 
     def claim(self, lease_seconds: float) -> Job | None: ...
 
-    def extend(self, delivery_id: str, lease_seconds: float) -> None: ...
+    def extend(self, job: Job, lease_seconds: float) -> None:
+        """Keep the lease; nothing if the job is another worker's now."""
+        ...
 
-    def finish(self, delivery_id: str, error: str | None = None, retry: bool = True,
+    def finish(self, job: Job, error: str | None = None, retry: bool = True,
                delay: float = 0.0) -> None:
         """Mark done, or record the error: the job is retried until MAX_ATTEMPTS, not before
         `delay` seconds, unless the error is permanent (`retry` False: running it again would
-        fail the same way)."""
+        fail the same way). Nothing if the job is another worker's now: its lease ran out."""
         ...
 
     def counts(self) -> dict[str, int]:
@@ -73,6 +77,10 @@ class JobStore(Protocol):
         ...
 
 
+HELD = "delivery_id = ? AND lease = ? AND status = 'running'"
+"""A job as its lease holder sees it: still running under the holder's token."""
+
+
 class SQLiteJobStore:
     def __init__(self, path: str | Path):
         self.path = str(path)
@@ -86,7 +94,9 @@ class SQLiteJobStore:
                 delivery_id TEXT PRIMARY KEY, event TEXT NOT NULL, payload BLOB NOT NULL,
                 status TEXT NOT NULL DEFAULT 'queued', attempts INTEGER NOT NULL DEFAULT 0,
                 lease_until REAL NOT NULL DEFAULT 0, error TEXT,
-                received_at REAL NOT NULL, finished_at REAL)""")
+                received_at REAL NOT NULL, finished_at REAL, lease TEXT)""")
+            if "lease" not in {row[1] for row in db.execute("PRAGMA table_info(deliveries)")}:
+                db.execute("ALTER TABLE deliveries ADD COLUMN lease TEXT")  # a store from before leases
             db.execute("CREATE INDEX IF NOT EXISTS by_status ON deliveries (status, received_at)")
 
     def _db(self) -> sqlite3.Connection:
@@ -114,34 +124,34 @@ class SQLiteJobStore:
                error = 'its worker stopped before finishing on every attempt'
                WHERE status = 'running' AND lease_until < ? AND attempts >= ?""", (now, now, MAX_ATTEMPTS))
         row = self._db().execute(
-            """UPDATE deliveries SET status = 'running', attempts = attempts + 1, lease_until = ?
+            """UPDATE deliveries SET status = 'running', attempts = attempts + 1, lease_until = ?,
+                                     lease = lower(hex(randomblob(16)))
                WHERE delivery_id = (
                  SELECT delivery_id FROM deliveries
                  WHERE status IN ('queued', 'running') AND lease_until < ? AND attempts < ?
                  ORDER BY received_at LIMIT 1)
-               RETURNING delivery_id, event, payload, attempts""",
+               RETURNING delivery_id, event, payload, attempts, lease""",
             (now + lease_seconds, now, MAX_ATTEMPTS)).fetchone()
         if row is None:
             return None
-        return Job(row[0], row[1], json.loads(row[2]), row[3])
+        return Job(row[0], row[1], json.loads(row[2]), row[3], row[4])
 
-    def extend(self, delivery_id: str, lease_seconds: float) -> None:
+    def extend(self, job: Job, lease_seconds: float) -> None:
         self._db().execute(
-            "UPDATE deliveries SET lease_until = ? WHERE delivery_id = ? AND status = 'running'",
-                           (time.time() + lease_seconds, delivery_id))
+            f"UPDATE deliveries SET lease_until = ? WHERE {HELD}", (time.time() + lease_seconds,
+                                                                    job.delivery_id, job.lease))
 
-    def finish(self, delivery_id: str, error: str | None = None, retry: bool = True,
-               delay: float = 0.0) -> None:
+    def finish(self, job: Job, error: str | None = None, retry: bool = True, delay: float = 0.0) -> None:
         if error is None:
-            self._db().execute(
-                "UPDATE deliveries SET status = 'done', error = NULL, finished_at = ? WHERE delivery_id = ?",
-                (time.time(), delivery_id))
+            self._db().execute(f"UPDATE deliveries SET status = 'done', error = NULL, finished_at = ? "
+                               f"WHERE {HELD}", (time.time(), job.delivery_id, job.lease))
             return
         # A queued job's lease_until is the time before which it is not claimed again.
         self._db().execute(
-            """UPDATE deliveries SET error = ?, lease_until = ?,
-               status = CASE WHEN attempts >= ? OR NOT ? THEN 'failed' ELSE 'queued' END
-               WHERE delivery_id = ?""", (error, time.time() + delay, MAX_ATTEMPTS, retry, delivery_id))
+            f"""UPDATE deliveries SET error = ?, lease_until = ?,
+                status = CASE WHEN attempts >= ? OR NOT ? THEN 'failed' ELSE 'queued' END
+                WHERE {HELD}""",
+            (error, time.time() + delay, MAX_ATTEMPTS, retry, job.delivery_id, job.lease))
 
     def counts(self) -> dict[str, int]:
         rows = self._db().execute("SELECT status, COUNT(*) FROM deliveries GROUP BY status").fetchall()
@@ -249,7 +259,6 @@ class RedisJobStore:
         except (ValueError, redis.RedisError) as error:
             raise RevisorError(f"REVISOR_REDIS_URL: cannot use Redis at {url} ({error})") from None
         self.consumer = f"{socket.gethostname()}-{os.getpid()}-{uuid4().hex[:8]}"
-        self._entries: dict[str, bytes] = {}  # delivery id -> stream entry, for the jobs held here
         self._enqueue, self._extend, self._settle, self._promote, self._requeue = (
             self.redis.register_script(s) for s in (ENQUEUE, EXTEND, SETTLE, PROMOTE, REQUEUE))
 
@@ -269,29 +278,27 @@ class RedisJobStore:
                 return None
             entry, fields = entries[0]
             delivery = fields[b"delivery_id"].decode()
-            self._entries[delivery] = entry
             attempts = self.redis.hincrby(ATTEMPTS, delivery, 1)
             if attempts <= MAX_ATTEMPTS:
                 self.redis.hset(STATUS, delivery, "running")
-                return Job(delivery, fields[b"event"].decode(), json.loads(fields[b"payload"]), attempts)
-            self._finish(delivery, "failed", "its worker stopped before finishing on every attempt")
+                return Job(delivery, fields[b"event"].decode(), json.loads(fields[b"payload"]), attempts,
+                           entry.decode())
+            self._finish(delivery, entry, "failed", "its worker stopped before finishing on every attempt")
 
-    def extend(self, delivery_id: str, lease_seconds: float) -> None:
-        entry = self._entries.get(delivery_id)
-        if entry is not None:  # else finished a moment ago
-            self._extend(keys=[STREAM], args=[GROUP, entry, self.consumer])
+    def extend(self, job: Job, lease_seconds: float) -> None:
+        self._extend(keys=[STREAM], args=[GROUP, job.lease, self.consumer])
 
-    def finish(self, delivery_id: str, error: str | None = None, retry: bool = True,
-               delay: float = 0.0) -> None:
+    def finish(self, job: Job, error: str | None = None, retry: bool = True, delay: float = 0.0) -> None:
         if error is None:
             outcome = "done"
         else:
-            attempts = int(self.redis.hget(ATTEMPTS, delivery_id) or 0)
+            attempts = int(self.redis.hget(ATTEMPTS, job.delivery_id) or 0)
             outcome = "failed" if attempts >= MAX_ATTEMPTS or not retry else "retry"
-        self._finish(delivery_id, outcome, error or "", time.time() + delay)
+        self._finish(job.delivery_id, job.lease.encode(), outcome, error or "", time.time() + delay)
 
-    def _finish(self, delivery_id: str, outcome: str, error: str, not_before: float = 0.0) -> None:
-        entry = self._entries.pop(delivery_id)
+    def _finish(self, delivery_id: str, entry: bytes, outcome: str, error: str,
+                not_before: float = 0.0) -> None:
+        """Settle the job if this consumer holds its stream entry (the lease token)."""
         self._settle(keys=[STREAM, STATUS, COUNTS, ERRORS, DELAYED, DELAYED_JOBS, FAILED_JOBS],
                      args=[GROUP, entry, self.consumer, delivery_id, outcome, error, not_before])
 

@@ -59,7 +59,7 @@ class Worker:
         except RevisorError as error:  # a bad .github/revisor.yml, say: the same again next time
             logger.error("job failed for good, nothing will change by retrying it: %s", error)
             JOBS.labels(job.event, "error").inc()
-            self.store.finish(job.delivery_id, str(error), retry=False)
+            self.store.finish(job, str(error), retry=False)
         except Exception as error:  # noqa: BLE001 - recorded on the job, which is retried
             delay = backoff_seconds(job.attempts, retry_after_seconds(error))
             logger.exception("job failed (attempt %d); next attempt in %.0f s", job.attempts, delay)
@@ -67,11 +67,11 @@ class Worker:
             if isinstance(error, GithubException) and error.status not in RETRIED_STATUSES:
                 GITHUB_ERRORS.labels(str(error.status)).inc()
             JOBS.labels(job.event, "error").inc()
-            self.store.finish(job.delivery_id, f"{type(error).__name__}: {error}", delay=delay)
+            self.store.finish(job, f"{type(error).__name__}: {error}", delay=delay)
         else:
             logger.info("%s: %s", job.event, outcome)
             JOBS.labels(job.event, "done").inc()
-            self.store.finish(job.delivery_id)
+            self.store.finish(job)
         finally:
             stop.set()
             heartbeat.join()
@@ -80,7 +80,7 @@ class Worker:
     def _keep_lease(self, job: Job, stop: threading.Event) -> None:
         while not stop.wait(self.lease_seconds / 3):
             try:
-                self.store.extend(job.delivery_id, self.lease_seconds)
+                self.store.extend(job, self.lease_seconds)
             except Exception:  # noqa: BLE001 - the store is down a moment: try again next beat
                 log.exception("could not extend the lease of %s", job.delivery_id)
 

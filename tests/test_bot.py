@@ -138,15 +138,15 @@ def test_jobs_are_leased_retried_and_given_up(store):
     again = store.claim(lease_seconds=0.2)  # the first worker died: its lease ran out
     assert again.attempts == 2
     for _ in range(MAX_ATTEMPTS - 2):
-        store.finish("a", "boom")
-        store.claim(lease_seconds=30)
-    store.finish("a", "boom")
+        store.finish(again, "boom")
+        again = store.claim(lease_seconds=30)
+    store.finish(again, "boom")
     assert store.counts() == {"failed": 1} and store.claim(30) is None
 
 
 def test_a_failed_job_waits_its_backoff_before_it_runs_again(store):
     store.enqueue("b", "pull_request_review_comment", b"{}")
-    store.finish(store.claim(lease_seconds=30).delivery_id, "model server down", delay=0.5)
+    store.finish(store.claim(lease_seconds=30), "model server down", delay=0.5)
     assert store.claim(lease_seconds=30) is None and store.counts() == {"queued": 1}
     time.sleep(0.6)
     again = store.claim(lease_seconds=30)
@@ -162,7 +162,7 @@ def test_a_failed_job_waits_its_backoff_before_it_runs_again(store):
 
 def test_failed_jobs_are_listed_and_queued_again(store):
     store.enqueue("f", "pull_request_review_comment", b'{"n": 1}')
-    store.finish(store.claim(lease_seconds=30).delivery_id, "bad config", retry=False)
+    store.finish(store.claim(lease_seconds=30), "bad config", retry=False)
     assert store.counts() == {"failed": 1}
     assert store.failed() == [("f", "pull_request_review_comment", "bad config")]
     assert store.requeue("f") and not store.requeue("f") and not store.requeue("nope")
@@ -219,22 +219,32 @@ def test_a_worker_outlives_store_errors_and_healthz_reports_dead_workers(github,
     thread.join(5)
 
 
-def test_a_redis_job_belongs_to_the_worker_holding_its_lease(redis_url):
-    first, second = RedisJobStore(redis_url), RedisJobStore(redis_url)  # two worker processes
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+def test_a_job_belongs_to_the_worker_holding_its_lease(kind, request, tmp_path):
+    def open_store():  # a worker process of its own
+        if kind == "redis":
+            return RedisJobStore(request.getfixturevalue("redis_url"))
+        return SQLiteJobStore(tmp_path / "jobs.db")
+
+    first = open_store()
+    second = open_store()
     assert first.enqueue("d", "pull_request", b"{}")
-    assert first.claim(lease_seconds=0.4).delivery_id == "d"
+    mine = first.claim(lease_seconds=0.4)
+    assert mine.delivery_id == "d"
     time.sleep(0.25)
-    first.extend("d", 0.4)  # the heartbeat
+    first.extend(mine, 0.4)  # the heartbeat
     time.sleep(0.25)
     assert second.claim(lease_seconds=0.4) is None  # still held
     time.sleep(0.5)
-    assert second.claim(lease_seconds=0.4).attempts == 2  # the first stopped beating: taken over
-    first.finish("d")  # too late: it is the second's now
+    theirs = second.claim(lease_seconds=0.4)
+    assert theirs.attempts == 2  # the first stopped beating: taken over
+    first.extend(mine, 30)  # too late: it is the second's now
+    first.finish(mine)
     assert second.counts() == {"running": 1}
-    second.finish("d", "boom")
-    assert second.counts() == {"queued": 1}
-    first.finish(first.claim(lease_seconds=30).delivery_id)
-    assert first.counts() == {"done": 1}
+    time.sleep(0.5)
+    assert first.claim(lease_seconds=0.4).attempts == 3  # the late heartbeat did not keep it
+    second.finish(theirs, "boom")  # nor may the second settle it now
+    assert second.counts() == {"running": 1}
 
 
 @pytest.fixture

@@ -168,7 +168,7 @@ def test_jobs_lists_failed_jobs_and_queues_them_again(tmp_path, monkeypatch):
     store = SQLiteJobStore(database)
     for delivery in ("a", "b"):
         store.enqueue(delivery, "pull_request", b"{}")
-        store.finish(store.claim(30).delivery_id, "ValueError: .github/revisor.yml is broken", retry=False)
+        store.finish(store.claim(30), "ValueError: .github/revisor.yml is broken", retry=False)
     monkeypatch.setenv("REVISOR_DATABASE", str(database))
     listed = revisor("jobs").stdout.decode()
     assert "failed: 2" in listed
