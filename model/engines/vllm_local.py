@@ -40,6 +40,8 @@ class VLLMEngine:
             enable_lora=config.adapter is not None,
             max_lora_rank=max_lora_rank,
             seed=config.seed,
+            # Its loading bar only where its logs show too (`revisor --verbose`).
+            use_tqdm_on_load=os.environ.get("VLLM_LOGGING_LEVEL", "INFO").upper() in ("DEBUG", "INFO"),
         )
         self._lora = None
         if config.adapter is not None:
