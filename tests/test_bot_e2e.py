@@ -1,6 +1,7 @@
 """The bot end to end with the embedded model (served by a real `vllm serve`): `revisor serve` and
 `revisor action` as processes, against the GitHub-like server."""
 
+import contextlib
 import os
 import signal
 import sqlite3
@@ -57,7 +58,7 @@ def test_signed_comment_gets_exactly_one_suggestion_reply(github, vllm_server, t
         assert reply["body"].startswith("```suggestion\n")
         suggested = reply["body"].split("```suggestion\n", 1)[1].split("\n```", 1)[0]
         assert "with open(path" in suggested
-        assert f"Revisor ({SERVED_NAME} at {vllm_server})" in reply["body"]
+        assert f"Revisor ({SERVED_NAME}, confidence " in reply["body"] and vllm_server not in reply["body"]
         assert post(serve, body, headers).status_code == 200  # redelivery
         time.sleep(2)
         assert len(s.replies(gh)) == 1 and status(database, "e2e-bad") is None
@@ -98,6 +99,35 @@ def test_action_entry_point_answers_from_an_event_file(github, vllm_server, tmp_
     assert b"replied with a suggestion for app/storage.py:11-13" in result.stdout
     [reply] = s.replies(gh)
     assert "```suggestion\n" in reply["body"]
+
+
+def test_the_action_with_the_in_process_model_exits_once_it_answered_and_leaves_no_process(github, tmp_path):
+    import psutil
+
+    gh, _, url = github
+    gh.tokens.add("ghs_action_token")
+    env = {**os.environ, "GITHUB_EVENT_NAME": "pull_request_review_comment",
+           "GITHUB_EVENT_PATH": str(s.write_event(tmp_path, s.review_comment_payload())),
+           "GITHUB_REPOSITORY": s.REPO, "GITHUB_API_URL": url, "INPUT_TOKEN": "ghs_action_token",
+           "REVISOR_MIN_CONFIDENCE": "0"}  # the default model, in this process: vLLM's engine process
+    action = subprocess.Popen([sys.executable, "-m", "bot.cli", "action"], cwd=ROOT, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    children: set[int] = set()
+
+    def answered() -> bool:
+        with contextlib.suppress(psutil.Error):
+            children.update(c.pid for c in psutil.Process(action.pid).children(recursive=True))
+        return action.poll() is not None or len(s.replies(gh)) == 1
+
+    try:
+        wait_until(answered, 400)
+        assert action.wait(timeout=60) == 0, action.stdout.read().decode()[-2000:]
+    finally:
+        action.kill()
+    assert len(s.replies(gh)) == 1 and children
+    time.sleep(1)
+    assert [pid for pid in children if psutil.pid_exists(pid)
+            and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE] == []
 
 
 def test_two_worker_processes_share_redis_and_a_killed_one_loses_nothing(github, vllm_server, redis_url,
