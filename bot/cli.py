@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -154,8 +155,6 @@ def serve(host: str, port: int, workers: int) -> None:
       REVISOR_ADAPTERS, REVISOR_BASE_URL (comma-separated replicas), REVISOR_API_KEY,
       REVISOR_STRATEGY, REVISOR_POOL, REVISOR_CALIBRATION, REVISOR_MIN_CONFIDENCE.
     """
-    import threading
-
     import uvicorn
 
     from bot.app import create_app
@@ -166,13 +165,12 @@ def serve(host: str, port: int, workers: int) -> None:
     settings = Settings.from_env()
     configure_logging()
     store = open_store(settings.database, settings.redis_url)
-    stop = threading.Event()
-    threads = start_workers(settings, store, workers, stop)
-    app = create_app(settings.webhook_secret, store, settings.max_payload_bytes, threads)
+    pool = start_workers(settings, store, workers)
+    app = create_app(settings.webhook_secret, store, settings.max_payload_bytes, pool.threads)
     try:
-        uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+        uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)  # until SIGTERM/SIGINT
     finally:
-        stop.set()
+        pool.shutdown()
 
 
 @cli.command()
@@ -186,8 +184,6 @@ def worker(threads: int, metrics_port: int | None) -> None:
     Run as many as the model server keeps busy, on one or more machines: with REVISOR_REDIS_URL
     they share one queue, and a job whose worker dies is taken over once its lease runs out.
     """
-    import threading
-
     from prometheus_client import start_http_server
 
     from bot.config import Settings
@@ -204,12 +200,14 @@ def worker(threads: int, metrics_port: int | None) -> None:
             start_http_server(metrics_port, registry=REGISTRY)
         except OSError as error:
             raise RevisorError(f"--metrics-port {metrics_port}: {error.strerror}") from None
-    stop = threading.Event()
+    pool = start_workers(settings, store, threads)
     try:
-        for thread in start_workers(settings, store, threads, stop):
+        for thread in pool.threads:
             thread.join()
-    except KeyboardInterrupt:
-        stop.set()
+    except KeyboardInterrupt:  # SIGINT, or SIGTERM (see main)
+        pass
+    finally:
+        pool.shutdown()
 
 
 @cli.command()
@@ -248,6 +246,9 @@ def action() -> None:
 
 
 def main() -> None:
+    # SIGTERM ends Revisor as Ctrl-C does, through the `finally` blocks that close the engines:
+    # killed outright, it would leave vLLM's engine process running.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:

@@ -6,6 +6,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from bot.config import ModelSettings, Settings
@@ -94,9 +95,25 @@ def app_api(settings: Settings) -> Callable[[dict], PullRequestAPI]:
     return open_api
 
 
-def start_workers(settings: Settings, store: JobStore, count: int,
-                  stop: threading.Event) -> list[threading.Thread]:
+@dataclass
+class WorkerPool:
     """Worker threads sharing one engine (built on the first job)."""
+
+    threads: list[threading.Thread]
+    stop: threading.Event
+    handlers: list[Handlers]
+
+    def shutdown(self, timeout_s: float = 30.0) -> None:
+        """Take no new job, give running ones `timeout_s` to end, then close the engine, so no
+        engine process outlives this one."""
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout_s)
+        for handlers in self.handlers:
+            handlers.close()
+
+
+def start_workers(settings: Settings, store: JobStore, count: int) -> WorkerPool:
     shared: list[Handlers] = []
     lock = threading.Lock()
 
@@ -106,13 +123,13 @@ def start_workers(settings: Settings, store: JobStore, count: int,
                 shared.append(build_handlers(settings.model, settings.bot_name))
             return shared[0]
 
-    threads = []
+    pool = WorkerPool([], threading.Event(), shared)
     for _ in range(count):
         worker = Worker(store, handlers, app_api(settings), settings.lease_seconds)
-        thread = threading.Thread(target=worker.run_forever, args=(stop,), daemon=True)
+        thread = threading.Thread(target=worker.run_forever, args=(pool.stop,), daemon=True)
         thread.start()
-        threads.append(thread)
-    return threads
+        pool.threads.append(thread)
+    return pool
 
 
 def run_action(env: dict[str, str], model: ModelSettings) -> str:
