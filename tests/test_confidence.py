@@ -5,14 +5,19 @@ import json
 import math
 import random
 import shutil
+from dataclasses import replace
 
 import pytest
 
 from model.confidence import Calibration, features, fit, uncalibrated_confidence
 from model.engines.base import logprobs_within
 from model.errors import RevisorError
+from model.prompts import ZeroShot
+from model.reviser import Reviser
 from tests.conftest import shared_path
+from tests.fakes import FakeEngine
 from tests.test_cli import assert_one_line_error, revisor
+from training.calibrate import run_calibration
 from training.metrics import at_threshold, coverage_curve, precision_at_coverage, reliability, threshold_for
 from training.splits import split_pools
 
@@ -96,3 +101,38 @@ def test_split_drops_pairs_that_share_code_with_the_benchmark(tmp_path):
     summary = split_pools([str(pool)], str(tmp_path / "split"), 5, 13, exclude=[str(benchmark)])
     assert (summary["overlap_with_excluded_dropped"], summary["duplicates_dropped"]) == (1, 1)
     assert (summary["train"], summary["dev"]) == (15, 5)
+
+
+def test_calibrate_fits_on_dev_answers_and_chooses_the_threshold_for_the_target(tmp_path):
+    """A scripted model, surer of its exact answers than of its wrong ones (with some overlap)."""
+    dev = tmp_path / "dev.jsonl"
+    rows = [{"old": f" total = {i}", "new": f" total = {i} + 1", "review": "add one"} for i in range(120)]
+    dev.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    rng = random.Random(1)
+    right = {i for i in range(120) if rng.random() < 0.25}
+
+    class Scripted(FakeEngine):
+        def generate(self, requests):
+            completions = super().generate(requests)
+            out = []
+            for c in completions:
+                i = int(c.text.split("=")[1].split()[0])
+                sure = rng.uniform(-0.6, 0.0) if i in right else rng.uniform(-1.2, -0.4)
+                out.append(replace(c, token_logprobs=(sure,) * 6))
+            return out
+
+    def answer(code: str) -> str:
+        return code.rstrip("\n") + (" + 1\n" if int(code.split("=")[1]) in right else " - 1\n")
+
+    engine = Scripted(answer)
+    output = tmp_path / "calibration.json"
+    report = run_calibration(Reviser(engine, ZeroShot(), min_confidence=0.9), str(dev), 0.6, output)
+    calibration = Calibration.load(output)
+    f = calibration.figures
+    assert f["records"] == 120 and f["revised"] == 120 and f["exact_match"] == pytest.approx(len(right) / 120)
+    assert f["reached"] and f["precision"] >= 0.6 and 0 < f["coverage"] < len(right) / 120 + 0.1
+    assert 0 < calibration.threshold < 1 and f["ece"] < 0.15
+    assert "| 100% |" in report and f"Threshold {calibration.threshold:.3f}" in report
+    with pytest.raises(RevisorError, match="exactly"):
+        never = FakeEngine(lambda code: code.rstrip("\n") + " - 1\n")
+        run_calibration(Reviser(never, ZeroShot()), str(dev), 0.3, tmp_path / "c2.json")
