@@ -188,6 +188,7 @@ def train(config: TrainConfig, base_model: str, train_examples: list[Example], s
     seconds = time.perf_counter() - started
     metadata.update({
         "steps": trainer.state.global_step,
+        "resumed_from_step": first_step,
         "train_loss": result.training_loss,
         "train_seconds": round(seconds, 1),
         "train_tokens_per_s": round(
