@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 from bot.config import RepoConfig
@@ -61,6 +62,19 @@ class ReviewContext:
     payload: dict
     api: PullRequestAPI
     log: logging.LoggerAdapter
+    lock: Callable[[str], AbstractContextManager] = lambda key: nullcontext()
+    """A lock shared by every worker (the job store's), by name."""
+
+    def post_once(self, print_: str, write: Callable[[], None]) -> bool:
+        """Write what carries fingerprint `print_` unless it is on the pull request already; one
+        job of the pull request at a time checks and writes, so two jobs never both post."""
+        pull = self.payload.get("pull_request") or self.payload.get("issue") or {}
+        key = f"{(self.payload.get('repository') or {}).get('full_name')}#{pull.get('number')}"
+        with self.lock(key):
+            if print_ in self.api.posted_fingerprints():
+                return False
+            write()
+            return True
 
 
 @dataclass
@@ -129,11 +143,14 @@ class Handlers:
         if isinstance(outcome, NoRevision):
             SUGGESTIONS.labels("below threshold" if isinstance(outcome, LowConfidence) else "skipped").inc()
             if config.note_when_no_suggestion:
-                ctx.api.reply(thread, f"Revisor has no suggestion here: {outcome.reason}.\n\n"
-                                             f"{self.footer()}\n{marker(print_)}")
+                ctx.post_once(print_, lambda: ctx.api.reply(
+                    thread, f"Revisor has no suggestion here: {outcome.reason}.\n\n{self.footer()}\n"
+                            f"{marker(print_)}"))
             return f"no suggestion: {outcome.reason}"
         suggestion = Suggestion(region, outcome.code, instruction, outcome.confidence)
-        ctx.api.reply(thread, suggestion_body(suggestion, self.footer(outcome.confidence), print_))
+        body = suggestion_body(suggestion, self.footer(outcome.confidence), print_)
+        if not ctx.post_once(print_, lambda: ctx.api.reply(thread, body)):
+            return "already answered"
         SUGGESTIONS.labels("posted").inc()
         return f"replied with a suggestion for {region.location}"
 
@@ -164,7 +181,8 @@ class Handlers:
         if result.over_budget:
             summary += f" {len(result.over_budget)} region(s) were over the budget and not reviewed."
         body = "\n\n".join([summary, *notes, self.footer()]) + f"\n{marker(print_)}\n{head_marker(head_sha)}"
-        ctx.api.review(head_sha, body, comments)
+        if not ctx.post_once(print_, lambda: ctx.api.review(head_sha, body, comments)):
+            return "already reviewed this head"
         SUGGESTIONS.labels("posted").inc(len(comments))
         SUGGESTIONS.labels("in review body").inc(len(notes))
         return f"posted a review with {len(comments)} suggestion(s)"

@@ -15,6 +15,7 @@ import socket
 import sqlite3
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -76,6 +77,27 @@ class JobStore(Protocol):
         """Give a failed job a fresh set of attempts; False if no failed job has this id."""
         ...
 
+    def try_lock(self, key: str, holder: str, seconds: float) -> bool:
+        """Take the lock `key` for `seconds` unless someone else holds it."""
+        ...
+
+    def unlock(self, key: str, holder: str) -> None: ...
+
+
+@contextmanager
+def locked(store: JobStore, key: str, seconds: float = 60.0, wait_s: float = 120.0):
+    """Hold `key` across workers and machines while the body runs (waiting up to `wait_s` for it)."""
+    holder = uuid4().hex
+    deadline = time.monotonic() + wait_s
+    while not store.try_lock(key, holder, seconds):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{key} stayed locked for {wait_s:.0f} s")
+        time.sleep(0.05)
+    try:
+        yield
+    finally:
+        store.unlock(key, holder)
+
 
 HELD = "delivery_id = ? AND lease = ? AND status = 'running'"
 """A job as its lease holder sees it: still running under the holder's token."""
@@ -98,6 +120,8 @@ class SQLiteJobStore:
             if "lease" not in {row[1] for row in db.execute("PRAGMA table_info(deliveries)")}:
                 db.execute("ALTER TABLE deliveries ADD COLUMN lease TEXT")  # a store from before leases
             db.execute("CREATE INDEX IF NOT EXISTS by_status ON deliveries (status, received_at)")
+            db.execute("CREATE TABLE IF NOT EXISTS locks (key TEXT PRIMARY KEY, holder TEXT NOT NULL, "
+                       "until REAL NOT NULL)")
 
     def _db(self) -> sqlite3.Connection:
         """One connection per thread; FULL sync so a stored delivery survives a crash."""
@@ -160,6 +184,19 @@ class SQLiteJobStore:
     def failed(self) -> list[tuple[str, str, str]]:
         return self._db().execute("SELECT delivery_id, event, COALESCE(error, '') FROM deliveries "
                                   "WHERE status = 'failed' ORDER BY received_at").fetchall()
+
+    def try_lock(self, key: str, holder: str, seconds: float) -> bool:
+        now = time.time()
+        with self._write:
+            cursor = self._db().execute(
+                """INSERT INTO locks (key, holder, until) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE
+                   SET holder = excluded.holder, until = excluded.until WHERE locks.until < ?""",
+                (key, holder, now + seconds, now))
+        return cursor.rowcount == 1
+
+    def unlock(self, key: str, holder: str) -> None:
+        with self._write:
+            self._db().execute("DELETE FROM locks WHERE key = ? AND holder = ?", (key, holder))
 
     def requeue(self, delivery_id: str) -> bool:
         with self._write:
@@ -227,6 +264,11 @@ redis.call('HINCRBY', KEYS[5], 'failed', -1)
 return 1
 """
 
+UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
 # Retries whose time has come go back into the stream, each once.
 PROMOTE = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
@@ -259,8 +301,8 @@ class RedisJobStore:
         except (ValueError, redis.RedisError) as error:
             raise RevisorError(f"REVISOR_REDIS_URL: cannot use Redis at {url} ({error})") from None
         self.consumer = f"{socket.gethostname()}-{os.getpid()}-{uuid4().hex[:8]}"
-        self._enqueue, self._extend, self._settle, self._promote, self._requeue = (
-            self.redis.register_script(s) for s in (ENQUEUE, EXTEND, SETTLE, PROMOTE, REQUEUE))
+        self._enqueue, self._extend, self._settle, self._promote, self._requeue, self._unlock = (
+            self.redis.register_script(s) for s in (ENQUEUE, EXTEND, SETTLE, PROMOTE, REQUEUE, UNLOCK))
 
     def enqueue(self, delivery_id: str, event: str, payload: bytes) -> bool:
         return self._enqueue(keys=[STATUS, STREAM], args=[delivery_id, event, payload]) == 1
@@ -317,6 +359,12 @@ class RedisJobStore:
             error = (self.redis.hget(ERRORS, delivery) or b"").decode()
             jobs.append((delivery.decode(), event, error))
         return jobs
+
+    def try_lock(self, key: str, holder: str, seconds: float) -> bool:
+        return bool(self.redis.set(f"{{revisor}}:lock:{key}", holder, nx=True, px=int(seconds * 1000)))
+
+    def unlock(self, key: str, holder: str) -> None:
+        self._unlock(keys=[f"{{revisor}}:lock:{key}"], args=[holder])
 
     def requeue(self, delivery_id: str) -> bool:
         return self._requeue(keys=[FAILED_JOBS, STREAM, ATTEMPTS, STATUS, COUNTS], args=[delivery_id]) == 1

@@ -11,7 +11,7 @@ from github import GithubException
 
 from bot.github import RETRIED_STATUSES
 from bot.handlers import Handlers, ReviewContext
-from bot.jobs import Job, JobStore, backoff_seconds
+from bot.jobs import Job, JobStore, backoff_seconds, locked
 from bot.metrics import GITHUB_ERRORS, JOBS
 from model.errors import RevisorError
 
@@ -54,7 +54,8 @@ class Worker:
             if self._handlers is None:
                 self._handlers = self._make_handlers()
             api = self.open_api(job.payload)
-            ctx = ReviewContext(job.delivery_id, job.event, job.payload, api, logger)  # type: ignore[arg-type]
+            ctx = ReviewContext(job.delivery_id, job.event, job.payload, api, logger,  # type: ignore[arg-type]
+                                lambda key: locked(self.store, key, self.lease_seconds))
             outcome = self._handlers.handle(ctx)
         except RevisorError as error:  # a bad .github/revisor.yml, say: the same again next time
             logger.error("job failed for good, nothing will change by retrying it: %s", error)

@@ -403,6 +403,27 @@ def test_synchronize_reviews_only_what_changed_since_the_last_reviewed_head(gith
     assert [c["path"] for c in commented] == ["docs/1.txt"]
 
 
+def test_two_jobs_for_one_comment_at_once_post_one_reply(github, store):
+    gh, key, url = github
+
+    def slow_answer(code):  # both jobs are past their first check before either posts
+        time.sleep(0.5)
+        return CONTEXT_MANAGER
+
+    h, _ = handlers(slow_answer)
+    body = json.dumps(s.review_comment_payload()).encode()
+    for delivery in ("first", "replayed"):  # the same comment under two delivery ids
+        store.enqueue(delivery, "pull_request_review_comment", body)
+    workers = [Worker(store, lambda: h, lambda payload: open_api(url, key, payload), 30) for _ in range(2)]
+    threads = [threading.Thread(target=w.run_once) for w in workers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert store.counts() == {"done": 2}
+    assert len(s.replies(gh)) == 1
+
+
 def test_a_reply_github_created_before_answering_502_is_not_posted_again(github):
     gh = github[0]
     h, _ = handlers()
