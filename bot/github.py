@@ -87,6 +87,13 @@ class PullRequestAPI:
     def diff(self) -> Diff:
         return parse_diff(file_patch_diff(self.pull.get_files()))
 
+    def diff_at(self, commit: str | None) -> Diff:
+        """The pull request's diff as it was at `commit` (a comment's `commit_id`): its lines
+        number that commit's files, not the head's once the head has moved on."""
+        if commit in (None, self.pull.head.sha):
+            return self.diff()
+        return self.compare_diff(self.pull.base.sha, commit)
+
     def compare_diff(self, base_sha: str, head_sha: str) -> Diff:
         return parse_diff(file_patch_diff(self.repo.compare(base_sha, head_sha).files))
 

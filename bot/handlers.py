@@ -123,7 +123,7 @@ class Handlers:
         body = comment.get("body") or ""
         if config.review_comments == "mention" and not self.mentions(body):
             return "comment does not mention Revisor"
-        if comment.get("side", "RIGHT") != "RIGHT" or comment.get("line") is None:
+        if "LEFT" in (comment.get("side", "RIGHT"), comment.get("start_side")) or comment.get("line") is None:
             return "comment is not on the new side of the diff"
         path, end = comment["path"], comment["line"]
         start = comment.get("start_line") or end
@@ -134,7 +134,8 @@ class Handlers:
         if print_ in ctx.api.posted_fingerprints():
             return "already answered"
         try:
-            region = ctx.api.diff().region_at(path, start, end, context=CONTEXT_LINES)
+            diff = ctx.api.diff_at(comment.get("commit_id"))
+            region = diff.region_at(path, start, end, context=CONTEXT_LINES)
         except DiffError as error:
             return f"cannot revise: {error}"
         instruction = re.sub(rf"/revise\b|@{re.escape(self.bot_name)}\b", "", body, flags=re.I).strip()
@@ -158,6 +159,8 @@ class Handlers:
         print_ = fingerprint("review", head_sha)
         if print_ in ctx.api.posted_fingerprints():
             return "already reviewed this head"
+        if head_sha != ctx.api.pull.head.sha:  # its files are another commit's now
+            return "the pull request has a newer head: the event for that head reviews it"
         pull_diff = ctx.api.diff()
         last = ctx.api.last_reviewed_head() if ctx.event == "pull_request" else None
         changed = ctx.api.compare_diff(last, head_sha) if last else pull_diff

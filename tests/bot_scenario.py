@@ -49,7 +49,8 @@ def fixture_payload(relative: str) -> dict:
 def review_comment_payload(body: str = "/revise use a context manager here", sender: str = "User",
                            comment_id: int = COMMENT_ID) -> dict:
     payload = copy.deepcopy(fixture_payload("pull_request_review_comment/created.payload.json"))
-    payload["comment"].update(human_comment(body, comment_id), start_side="RIGHT", in_reply_to_id=None)
+    payload["comment"].update(human_comment(body, comment_id), start_side="RIGHT", in_reply_to_id=None,
+                              commit_id=HEAD)
     payload["pull_request"].update(number=PR)
     payload["pull_request"]["head"]["sha"] = HEAD
     payload["installation"] = {"id": INSTALLATION}

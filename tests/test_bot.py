@@ -424,6 +424,28 @@ def test_two_jobs_for_one_comment_at_once_post_one_reply(github, store):
     assert len(s.replies(gh)) == 1
 
 
+def test_a_comment_on_an_earlier_commit_revises_that_commits_lines(github):
+    gh = github[0]
+    earlier = "e" * 40
+    shifted = ("@@ -1,3 +1,3 @@\n def save_settings(path, settings):\n-    old = 1\n+    kept = 2\n"
+               "     return kept\n")
+    gh.compares[("0" * 40, earlier)] = [{"filename": "app/storage.py", "status": "modified",
+                                         "patch": shifted}]
+    h, engine = handlers(lambda code: code.replace("kept = 2", "kept = 3"))
+    on_earlier = s.review_comment_payload()
+    on_earlier["comment"].update(commit_id=earlier, start_line=2, line=2)
+    assert handle(github, "pull_request_review_comment", on_earlier, h) == (
+        "replied with a suggestion for app/storage.py:2")
+    assert "kept = 3" in s.replies(gh)[0]["body"]
+    left = s.review_comment_payload(comment_id=s.COMMENT_ID + 5)
+    left["comment"]["start_side"] = "LEFT"
+    outcome = handle(github, "pull_request_review_comment", left, h)
+    assert outcome == "comment is not on the new side of the diff"
+    stale = s.pull_request_payload("synchronize")
+    stale["pull_request"]["head"]["sha"] = earlier  # the head has moved on since this event
+    assert handle(github, "pull_request", stale, h).startswith("the pull request has a newer head")
+
+
 def test_a_reply_github_created_before_answering_502_is_not_posted_again(github):
     gh = github[0]
     h, _ = handlers()
