@@ -59,7 +59,7 @@ def create_app(secret: str, store: JobStore, max_payload_bytes: int = 10 * 2**20
     """The service; `workers` are this process's worker threads, which /healthz watches."""
     if not secret:
         raise ValueError("a webhook secret is required")
-    app = FastAPI(title="Revisor webhooks", docs_url=None, redoc_url=None)
+    app = FastAPI(title="Revisor webhooks", docs_url=None, redoc_url=None, openapi_url=None)
     metrics = Metrics(store)
 
     def answer(status: int, outcome: str, delivery: str | None = None) -> Response:

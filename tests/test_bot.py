@@ -79,6 +79,7 @@ def test_webhook_answers_as_documented_and_stores_each_delivery_once(webhooks, s
     assert post(webhooks, *s.signed(b"{" + b" " * 300_000 + b"}", "ping", "d6")).status_code == 413
     assert store.counts() == {"queued": 1}
     assert httpx.get(f"{webhooks}/healthz").json() == {"status": "ok"}
+    assert httpx.get(f"{webhooks}/openapi.json").status_code == 404  # no map of the service
     metrics = httpx.get(f"{webhooks}/metrics").text
     assert 'revisor_deliveries_received_total{outcome="accepted"} 1.0' in metrics
     assert 'revisor_deliveries_received_total{outcome="bad signature"} 2.0' in metrics

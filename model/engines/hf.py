@@ -6,6 +6,7 @@ Requests are sorted by length and generated in left-padded batches; bf16 where t
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 from model.engines.base import ChatRequest, Completion, EngineConfig, logprobs_within, truncate_at_stop
@@ -29,6 +30,7 @@ class TransformersEngine:
             model = PeftModel.from_pretrained(model, config.adapter)
         torch.manual_seed(config.seed)
         self.model = model.eval()
+        self._busy = threading.Lock()
 
     def _dtype(self):
         torch = self._torch
@@ -53,6 +55,10 @@ class TransformersEngine:
         )
 
     def generate(self, requests: Sequence[ChatRequest]) -> list[Completion]:
+        with self._busy:  # one generation at a time on the one model
+            return self._generate(requests)
+
+    def _generate(self, requests: Sequence[ChatRequest]) -> list[Completion]:
         prompts = [self.prompt_ids(r) for r in requests]
         order = sorted(range(len(requests)), key=lambda i: len(prompts[i]))
         results: dict[int, Completion] = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Sequence
 
 from model.adapters import adapter_config
@@ -43,6 +44,7 @@ class VLLMEngine:
             # Its loading bar only where its logs show too (`revisor --verbose`).
             use_tqdm_on_load=os.environ.get("VLLM_LOGGING_LEVEL", "INFO").upper() in ("DEBUG", "INFO"),
         )
+        self._busy = threading.Lock()
         self._lora = None
         if config.adapter is not None:
             from vllm.lora.request import LoRARequest
@@ -54,6 +56,10 @@ class VLLMEngine:
         return describe(self.config)
 
     def generate(self, requests: Sequence[ChatRequest]) -> list[Completion]:
+        with self._busy:  # vLLM's LLM is not safe to call from several threads at once
+            return self._generate(requests)
+
+    def _generate(self, requests: Sequence[ChatRequest]) -> list[Completion]:
         results: list[Completion | None] = [None] * len(requests)
         for continues in (True, False):
             indices = [i for i, r in enumerate(requests) if r.continues_final_message == continues]
