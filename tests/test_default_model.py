@@ -5,12 +5,13 @@ import json
 import re
 import struct
 import subprocess
+import sys
 
 import pytest
 
 from model.confidence import CALIBRATION_FILE, Calibration
 from model.embedded import DEFAULT_ADAPTER, prepare_default_model, prepare_embedded_model
-from tests.conftest import ROOT
+from tests.conftest import ROOT, shared_path
 from training.datasets import file_digest
 from training.lora import ADAPTER_WEIGHTS, METADATA
 
@@ -67,3 +68,21 @@ def test_the_demo_prints_revisors_output_only():
     assert [line for line in lines if ENGINE_LOG.search(line)] == []
     assert any("suggestion(s) from 1 region(s) reviewed" in line for line in lines)
     assert any("confidence" in line for line in lines)
+
+
+@pytest.mark.slow
+def test_bench_through_its_command_scores_the_default_configuration(tmp_path):
+    dataset = shared_path("datasets/codereviewer/test.jsonl")
+    command = ["bench", "--dataset", str(dataset), "--limit", "4", "--no-compile", "--output", str(tmp_path)]
+    result = subprocess.run([sys.executable, "-m", "bot.cli", *command], cwd=ROOT, capture_output=True,
+                            text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    mine = metrics["systems"][0]
+    assert mine["name"] == "revisor/fine-tuned" and mine["n"] == 4
+    threshold = Calibration.load(DEFAULT_ADAPTER / CALIBRATION_FILE).threshold
+    assert mine["confidence"]["threshold"] == threshold
+    assert mine["confidence"]["curve"][-1]["coverage"] == 1.0
+    assert mine["confidence"]["curve"][-1]["precision"] == pytest.approx(mine["exact_match"])
+    assert result.stdout == (tmp_path / "report.md").read_text()
+    assert [line for line in result.stderr.splitlines() if ENGINE_LOG.search(line)] == []
