@@ -94,7 +94,7 @@ def create_app(secret: str, store: JobStore, max_payload_bytes: int = 10 * 2**20
         event, delivery = request.headers["X-GitHub-Event"], request.headers["X-GitHub-Delivery"]
         try:
             payload = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested past Python's limit
             return answer(400, "malformed JSON", delivery)
         if not isinstance(payload, dict):
             return answer(400, "malformed JSON", delivery)

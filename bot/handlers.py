@@ -32,24 +32,34 @@ REVIEW_COMMAND = re.compile(r"^[ \t]*/revisor[ \t]+review\b", re.I | re.M)
 blank lines from each of its starts."""
 
 
+def field(data: object, *path: str) -> object:
+    """`data[path[0]][path[1]]...`, or None where a step is missing or not an object: a delivery
+    is signed by GitHub but its shape is still checked, never trusted."""
+    for key in path:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(key)
+    return data
+
+
 def is_from_bot(payload: dict) -> bool:
-    sender = payload.get("sender") or {}
-    return sender.get("type") == "Bot" or str(sender.get("login", "")).endswith("[bot]")
+    login = field(payload, "sender", "login")
+    return field(payload, "sender", "type") == "Bot" or (isinstance(login, str) and login.endswith("[bot]"))
 
 
 def wanted(event: str, payload: dict) -> bool:
     """The cheap check made before a delivery is queued: events Revisor acts on, from humans."""
-    action = payload.get("action")
-    if is_from_bot(payload):
+    action = field(payload, "action")
+    if not isinstance(action, str) or is_from_bot(payload):
         return False
     if event == "pull_request_review_comment":
         return action == "created"
     if event == "pull_request":
         return action in PULL_REQUEST_ACTIONS
     if event == "issue_comment":
-        issue = payload.get("issue") or {}
-        return action == "created" and "pull_request" in issue and bool(
-            REVIEW_COMMAND.search((payload.get("comment") or {}).get("body") or ""))
+        body = field(payload, "comment", "body")
+        return (action == "created" and field(payload, "issue", "pull_request") is not None
+                and isinstance(body, str) and bool(REVIEW_COMMAND.search(body)))
     return False
 
 

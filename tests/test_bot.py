@@ -25,6 +25,7 @@ from model.prompts import ZeroShot
 from model.reviser import Reviser
 from tests import bot_scenario as s
 from tests.fakes import FakeEngine
+from tests.fuzz import fuzzed_deliveries
 from tests.github_server import ServerThread, create_github_app, new_app_key
 
 CONTEXT_MANAGER = "```python\nwith open(path, 'w') as f:\n    f.write(json.dumps(settings))\n```"
@@ -98,6 +99,17 @@ def test_hostile_bodies_and_headers_get_a_4xx(webhooks, store):
     non_ascii = {**headers, "X-Hub-Signature-256": "sha256=caf\u00e9".encode("latin-1")}
     assert post(webhooks, body, non_ascii).status_code == 401
     assert store.counts() == {}
+
+
+def test_fuzzed_deliveries_never_get_a_5xx_and_the_service_stays_healthy(webhooks):
+    statuses = {}
+    with httpx.Client(timeout=10) as client:
+        for body, headers in fuzzed_deliveries(700, seed=1):
+            status = client.post(f"{webhooks}/api/github/webhooks", content=body, headers=headers).status_code
+            statuses[status] = statuses.get(status, 0) + 1
+    assert all(status < 500 for status in statuses), statuses
+    assert {400, 401, 413} <= set(statuses) and (200 in statuses or 202 in statuses)
+    assert httpx.get(f"{webhooks}/healthz").json() == {"status": "ok"}
 
 
 def test_a_comment_of_blank_lines_is_read_in_linear_time():
