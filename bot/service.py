@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -85,12 +86,18 @@ def build_handlers(model: ModelSettings, bot_name: str) -> Handlers:
 
 
 def app_api(settings: Settings) -> Callable[[dict], PullRequestAPI]:
+    @functools.lru_cache(maxsize=256)
+    def client(installation: int):
+        """One client per installation: its token is fetched once and renewed when it expires,
+        not fetched again for every job."""
+        return app_client(settings.api_url, settings.app_id or "", settings.private_key or "", installation)
+
     def open_api(payload: dict) -> PullRequestAPI:
         installation = (payload.get("installation") or {}).get("id")
         if installation is None:
             raise RevisorError("the delivery names no installation: is Revisor installed as a GitHub App?")
-        client = app_client(settings.api_url, settings.app_id or "", settings.private_key or "", installation)
-        return PullRequestAPI.open(client, payload["repository"]["full_name"], pull_request_number(payload))
+        return PullRequestAPI.open(client(installation), payload["repository"]["full_name"],
+                                   pull_request_number(payload))
 
     return open_api
 

@@ -304,6 +304,17 @@ def test_review_comment_gets_one_reply_with_a_suggestion_for_exactly_those_lines
     assert tokens and any(path.endswith("/files") for _, path in gh.requests)
 
 
+def test_jobs_of_one_installation_share_its_token(github):
+    from bot.config import Settings
+    from bot.service import app_api
+
+    gh, key, url = github
+    open_api = app_api(Settings(webhook_secret=s.SECRET, app_id=s.APP_ID, private_key=key, api_url=url))
+    for _ in range(3):
+        assert open_api(s.review_comment_payload()).pull.number == s.PR
+    assert len([path for _, path in gh.requests if path.endswith("/access_tokens")]) == 1
+
+
 def test_files_and_comments_are_read_across_pages(github):
     gh, key, url = github
     api = open_api(url, key, s.review_comment_payload())
