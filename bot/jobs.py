@@ -8,6 +8,7 @@ its lease runs out.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -37,6 +38,10 @@ def backoff_seconds(attempts: int, retry_after: float | None = None) -> float:
     return max(exponential * random.uniform(0.5, 1.0), retry_after or 0.0)
 
 
+def digest(payload: bytes) -> str:
+    return hashlib.sha256(payload).hexdigest()
+
+
 @dataclass(frozen=True)
 class Job:
     delivery_id: str
@@ -49,7 +54,8 @@ class Job:
 
 class JobStore(Protocol):
     def enqueue(self, delivery_id: str, event: str, payload: bytes) -> bool:
-        """Store a delivery; False if this delivery id was stored before (a redelivery)."""
+        """Store a delivery; False if this delivery id, or this very body, was stored before (a
+        redelivery, or a signed body replayed under a new id)."""
         ...
 
     def claim(self, lease_seconds: float) -> Job | None: ...
@@ -117,8 +123,10 @@ class SQLiteJobStore:
                 status TEXT NOT NULL DEFAULT 'queued', attempts INTEGER NOT NULL DEFAULT 0,
                 lease_until REAL NOT NULL DEFAULT 0, error TEXT,
                 received_at REAL NOT NULL, finished_at REAL, lease TEXT)""")
-            if "lease" not in {row[1] for row in db.execute("PRAGMA table_info(deliveries)")}:
-                db.execute("ALTER TABLE deliveries ADD COLUMN lease TEXT")  # a store from before leases
+            columns = {row[1] for row in db.execute("PRAGMA table_info(deliveries)")}
+            for column in {"lease", "digest"} - columns:  # a store from an earlier version
+                db.execute(f"ALTER TABLE deliveries ADD COLUMN {column} TEXT")
+            db.execute("CREATE UNIQUE INDEX IF NOT EXISTS by_digest ON deliveries (digest)")
             db.execute("CREATE INDEX IF NOT EXISTS by_status ON deliveries (status, received_at)")
             db.execute("CREATE TABLE IF NOT EXISTS locks (key TEXT PRIMARY KEY, holder TEXT NOT NULL, "
                        "until REAL NOT NULL)")
@@ -136,8 +144,8 @@ class SQLiteJobStore:
     def enqueue(self, delivery_id: str, event: str, payload: bytes) -> bool:
         with self._write:
             cursor = self._db().execute(
-                "INSERT OR IGNORE INTO deliveries (delivery_id, event, payload, received_at) "
-                "VALUES (?, ?, ?, ?)", (delivery_id, event, payload, time.time()))
+                "INSERT OR IGNORE INTO deliveries (delivery_id, event, payload, received_at, digest) "
+                "VALUES (?, ?, ?, ?, ?)", (delivery_id, event, payload, time.time(), digest(payload)))
         return cursor.rowcount == 1
 
     def claim(self, lease_seconds: float) -> Job | None:
@@ -212,10 +220,16 @@ STATUS, COUNTS = "{revisor}:status", "{revisor}:counts"
 ATTEMPTS, ERRORS = "{revisor}:attempts", "{revisor}:errors"
 DELAYED, DELAYED_JOBS = "{revisor}:delayed", "{revisor}:delayed-jobs"  # retries waiting for their time
 FAILED_JOBS = "{revisor}:failed-jobs"  # what a failed job needs to be queued again
+DIGESTS = "{revisor}:digests"  # of every body stored
 
-# A delivery is queued once: its id is recorded and the job added in one atomic step.
+# A delivery is queued once: its id and its body's digest are recorded and the job added in one
+# atomic step.
 ENQUEUE = """
-if redis.call('HSETNX', KEYS[1], ARGV[1], 'queued') == 0 then return 0 end
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 or redis.call('SISMEMBER', KEYS[3], ARGV[4]) == 1 then
+  return 0
+end
+redis.call('HSET', KEYS[1], ARGV[1], 'queued')
+redis.call('SADD', KEYS[3], ARGV[4])
 redis.call('XADD', KEYS[2], '*', 'delivery_id', ARGV[1], 'event', ARGV[2], 'payload', ARGV[3])
 return 1
 """
@@ -305,7 +319,8 @@ class RedisJobStore:
             self.redis.register_script(s) for s in (ENQUEUE, EXTEND, SETTLE, PROMOTE, REQUEUE, UNLOCK))
 
     def enqueue(self, delivery_id: str, event: str, payload: bytes) -> bool:
-        return self._enqueue(keys=[STATUS, STREAM], args=[delivery_id, event, payload]) == 1
+        return self._enqueue(keys=[STATUS, STREAM, DIGESTS], args=[delivery_id, event, payload,
+                                                                   digest(payload)]) == 1
 
     def claim(self, lease_seconds: float) -> Job | None:
         self._promote(keys=[DELAYED, DELAYED_JOBS, STREAM], args=[time.time()])

@@ -67,6 +67,7 @@ def test_webhook_answers_as_documented_and_stores_each_delivery_once(webhooks, s
     body, headers = s.signed(s.review_comment_payload(), "pull_request_review_comment", "delivery-1")
     assert post(webhooks, body, headers).status_code == 202
     assert post(webhooks, body, headers).status_code == 200  # a redelivery
+    assert post(webhooks, body, {**headers, "X-GitHub-Delivery": "replayed"}).status_code == 200
     assert store.counts() == {"queued": 1}
     assert post(webhooks, body, {**headers, "X-Hub-Signature-256": "sha256=" + "0" * 64}).status_code == 401
     unsigned = {k: v for k, v in headers.items() if k != "X-Hub-Signature-256"}
@@ -435,9 +436,9 @@ def test_two_jobs_for_one_comment_at_once_post_one_reply(github, store):
         return CONTEXT_MANAGER
 
     h, _ = handlers(slow_answer)
-    body = json.dumps(s.review_comment_payload()).encode()
-    for delivery in ("first", "replayed"):  # the same comment under two delivery ids
-        store.enqueue(delivery, "pull_request_review_comment", body)
+    for delivery in ("first", "second"):  # two deliveries about the same comment
+        body = json.dumps({**s.review_comment_payload(), "delivery": delivery}).encode()
+        assert store.enqueue(delivery, "pull_request_review_comment", body)
     workers = [Worker(store, lambda: h, lambda payload: open_api(url, key, payload), 30) for _ in range(2)]
     threads = [threading.Thread(target=w.run_once) for w in workers]
     for thread in threads:
@@ -531,7 +532,7 @@ def test_worker_records_failures_and_posts_once_when_a_job_runs_again(github, sq
     store._db().execute("UPDATE deliveries SET status = 'queued', lease_until = 0")  # died before recording
     assert worker.run_once() and len(s.replies(gh)) == 1
     broken = Worker(store, lambda: h, lambda p: (_ for _ in ()).throw(RuntimeError("boom")), 30)
-    store.enqueue("y", "pull_request_review_comment", body)
+    store.enqueue("y", "pull_request_review_comment", body + b" ")
     assert broken.run_once()
     assert store._db().execute("SELECT status, error FROM deliveries WHERE delivery_id='y'").fetchone() == (
         "queued", "RuntimeError: boom")
@@ -550,7 +551,7 @@ def test_worker_counts_github_errors_the_retry_policy_did_not(github, sqlite_sto
     body, _ = s.signed(s.review_comment_payload(), "pull_request_review_comment", "z")
     before = count("404"), count("502")
     for status in (404, 502):
-        sqlite_store.enqueue(f"z{status}", "pull_request_review_comment", body)
+        sqlite_store.enqueue(f"z{status}", "pull_request_review_comment", body + b" " * status)
         assert Worker(sqlite_store, lambda: h, failing(status), 30).run_once()
     assert (count("404"), count("502")) == (before[0] + 1, before[1])  # a 502 was counted as retried
 
