@@ -20,7 +20,8 @@ MODEL_SECONDS = Histogram("revisor_model_request_seconds", "Time of one call to 
 MODEL_TOKENS = Counter("revisor_model_tokens", "Tokens through the model, by kind (prompt or output)",
                        ["kind"], registry=REGISTRY)
 SUGGESTIONS = Counter("revisor_suggestions", "Revisions by what became of them: posted as suggestions, "
-                      "noted in a review body (no placeable lines), or skipped (no revision)",
+                      "noted in a review body (no placeable lines), held back (below the confidence "
+                      "threshold), or skipped (no revision)",
                       ["outcome"], registry=REGISTRY)
 GITHUB_ERRORS = Counter("revisor_github_api_errors", "Error answers of the GitHub API, retried or not, "
                         "by HTTP status", ["status"], registry=REGISTRY)
