@@ -9,7 +9,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 
-from model.engines.base import ChatRequest, Completion, EngineConfig, logprobs_within, truncate_at_stop
+from model.engines.base import (
+    ChatRequest,
+    Completion,
+    EngineConfig,
+    local_dtype,
+    logprobs_within,
+    truncate_at_stop,
+)
 from model.engines.vllm_local import describe
 
 
@@ -23,7 +30,8 @@ class TransformersEngine:
         self.tokenizer = AutoTokenizer.from_pretrained(config.model, padding_side="left")
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        model = AutoModelForCausalLM.from_pretrained(config.model, dtype=self._dtype())
+        dtype = getattr(torch, local_dtype(config.dtype))
+        model = AutoModelForCausalLM.from_pretrained(config.model, dtype=dtype)
         if config.adapter:
             from peft import PeftModel
 
@@ -31,14 +39,6 @@ class TransformersEngine:
         torch.manual_seed(config.seed)
         self.model = model.eval()
         self._busy = threading.Lock()
-
-    def _dtype(self):
-        torch = self._torch
-        if self.config.dtype not in ("auto", ""):
-            return getattr(torch, self.config.dtype)
-        if torch.cuda.is_available():
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else torch.float32
 
     @property
     def description(self) -> str:

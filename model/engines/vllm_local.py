@@ -7,7 +7,7 @@ import threading
 from collections.abc import Sequence
 
 from model.adapters import adapter_config
-from model.engines.base import ChatRequest, Completion, EngineConfig, logprobs_within
+from model.engines.base import ChatRequest, Completion, EngineConfig, local_dtype, logprobs_within
 from model.errors import EngineUnavailableError
 
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
@@ -34,7 +34,7 @@ class VLLMEngine:
             max_lora_rank = next(r for r in VLLM_LORA_RANKS if r >= adapter.get("r", 0))
         self._llm = LLM(
             model=config.model,
-            dtype=config.dtype,
+            dtype=local_dtype(config.dtype),
             max_model_len=config.max_model_len,
             enable_prefix_caching=config.prefix_caching,
             enforce_eager=not config.compile,
