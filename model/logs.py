@@ -23,6 +23,7 @@ def configure_quiet(verbose: bool = False) -> None:
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("PYTHONWARNINGS", "ignore")  # for the engine process vLLM starts
+    os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")  # torch's C++ warnings (NUMA binding, …)
     warnings.filterwarnings("ignore")
     for name in LIBRARIES:
         logging.getLogger(name).setLevel(logging.ERROR)

