@@ -7,8 +7,10 @@ import threading
 from collections.abc import Sequence
 
 from model.adapters import adapter_config
+from model.embedded import revisor_home
 from model.engines.base import ChatRequest, Completion, EngineConfig, local_dtype, logprobs_within
 from model.errors import EngineUnavailableError
+from model.logs import child_output_to
 
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 """The values vLLM accepts for max_lora_rank."""
@@ -32,18 +34,24 @@ class VLLMEngine:
                     f"{config.adapter} is a DoRA adapter, which vLLM cannot serve: use --engine "
                     "transformers, or train with --method lora")
             max_lora_rank = next(r for r in VLLM_LORA_RANKS if r >= adapter.get("r", 0))
-        self._llm = LLM(
-            model=config.model,
-            dtype=local_dtype(config.dtype),
-            max_model_len=config.max_model_len,
-            enable_prefix_caching=config.prefix_caching,
-            enforce_eager=not config.compile,
-            enable_lora=config.adapter is not None,
-            max_lora_rank=max_lora_rank,
-            seed=config.seed,
-            # Its loading bar only where its logs show too (`revisor --verbose`).
-            use_tqdm_on_load=os.environ.get("VLLM_LOGGING_LEVEL", "INFO").upper() in ("DEBUG", "INFO"),
-        )
+        log = revisor_home() / "logs" / "vllm-engine.log"
+        loading_bar = os.environ.get("VLLM_LOGGING_LEVEL", "INFO").upper() in ("DEBUG", "INFO")
+        try:
+            with child_output_to(log):
+                self._llm = LLM(
+                    model=config.model,
+                    dtype=local_dtype(config.dtype),
+                    max_model_len=config.max_model_len,
+                    enable_prefix_caching=config.prefix_caching,
+                    enforce_eager=not config.compile,
+                    enable_lora=config.adapter is not None,
+                    max_lora_rank=max_lora_rank,
+                    seed=config.seed,
+                    use_tqdm_on_load=loading_bar,  # only where its logs show too (`revisor --verbose`)
+                )
+        except RuntimeError as error:
+            raise EngineUnavailableError(f"vLLM's engine did not start ({error}): see {log}, or run "
+                                         "with --verbose") from error
         self._busy = threading.Lock()
         self._lora = None
         if config.adapter is not None:
