@@ -36,25 +36,27 @@ def features(token_logprobs: Sequence[float], original: str, revised: str) -> tu
 
 @dataclass(frozen=True)
 class Calibration:
-    """A logistic fit of exact-match correctness on standardized `FEATURES`, and the threshold
-    chosen for a target precision on the dev split it was fitted on."""
+    """A logistic fit of exact-match correctness on some of the standardized `FEATURES` (those
+    named in `uses`), and the threshold chosen for a target precision on the dev split."""
 
     weights: tuple[float, ...]
     bias: float
     means: tuple[float, ...]
     scales: tuple[float, ...]
+    uses: tuple[str, ...] = FEATURES
     threshold: float = 0.0
     figures: dict = field(default_factory=dict)
     """Where it came from: dev split, target precision, coverage and precision there."""
 
     def confidence(self, values: Sequence[float]) -> float:
+        """`values` are all of `FEATURES`, as `features()` gives them."""
+        chosen = [values[FEATURES.index(name)] for name in self.uses]
         z = self.bias + sum(w * (v - m) / s for w, v, m, s in
-                            zip(self.weights, values, self.means, self.scales, strict=True))
+                            zip(self.weights, chosen, self.means, self.scales, strict=True))
         return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
 
     def save(self, path: Path) -> None:
-        data = asdict(self) | {"features": list(FEATURES)}
-        path.write_text(json.dumps(data, indent=2) + "\n")
+        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> Calibration:
@@ -64,9 +66,10 @@ class Calibration:
             raise RevisorError(f"cannot read the calibration {path}: {error.strerror}") from None
         except json.JSONDecodeError as error:
             raise RevisorError(f"{path} is not a calibration file ({error.msg})") from None
-        if data.get("features") != list(FEATURES):
+        uses = tuple(data.get("uses", ()))
+        if not uses or not set(uses) <= set(FEATURES):
             raise RevisorError(f"{path} was fitted on other features: run `revisor calibrate` again")
-        return cls(tuple(data["weights"]), data["bias"], tuple(data["means"]), tuple(data["scales"]),
+        return cls(tuple(data["weights"]), data["bias"], tuple(data["means"]), tuple(data["scales"]), uses,
                    data.get("threshold", 0.0), data.get("figures", {}))
 
 
@@ -75,12 +78,15 @@ def uncalibrated_confidence(values: Sequence[float]) -> float:
     return math.exp(values[0])
 
 
-def fit(rows: Sequence[Sequence[float]], labels: Sequence[bool], l2: float = 1.0) -> Calibration:
-    """Logistic regression by Newton's method, with an L2 penalty so a few hundred dev rows with a
-    handful of exact answers give stable weights."""
+def fit(rows: Sequence[Sequence[float]], labels: Sequence[bool], uses: Sequence[str] = FEATURES,
+        l2: float = 1.0) -> Calibration:
+    """Logistic regression on the features named in `uses` (`rows` hold all of `FEATURES`) by
+    Newton's method, with an L2 penalty so a few hundred dev rows with a handful of exact answers
+    give stable weights."""
     import numpy as np
 
-    x = np.asarray(rows, dtype=float)
+    columns = [FEATURES.index(name) for name in uses]
+    x = np.asarray(rows, dtype=float).reshape(len(rows), len(FEATURES))[:, columns]
     y = np.asarray(labels, dtype=float)
     if len(x) == 0:
         raise RevisorError("nothing to calibrate on: the model changed none of the dev records")
@@ -98,4 +104,4 @@ def fit(rows: Sequence[Sequence[float]], labels: Sequence[bool], l2: float = 1.0
         if np.abs(step).max() < 1e-8:
             break
     return Calibration(tuple(beta[1:].tolist()), float(beta[0]), tuple(means.tolist()),
-                       tuple(scales.tolist()))
+                       tuple(scales.tolist()), tuple(uses))

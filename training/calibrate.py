@@ -1,18 +1,22 @@
 """`revisor calibrate`: fit the confidence of suggestions on a dev split and choose the threshold
 that reaches a target precision.
 
-The model answers every dev record once. The logistic fit (`model.confidence.fit`) is judged on
-out-of-fold confidences (each record scored by a fit that did not see it), and the threshold is
-chosen on them too, so the figures printed are what to expect on new records; the calibration
-written is then fitted on all of them.
+The model answers every dev record once. Logistic fits (`model.confidence.fit`) on every subset
+of the features are judged on out-of-fold confidences (each record scored by a fit that did not
+see it); the subset with the best log-likelihood is kept, the threshold is chosen on its
+out-of-fold confidences, so the figures printed are what to expect on new records, and the
+calibration written is then fitted on all of them. A few hundred dev records hold only a handful
+of exact answers: fewer features often generalise better, and the data says which.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 from dataclasses import replace
 from pathlib import Path
 
-from model.confidence import Calibration, fit
+from model.confidence import FEATURES, Calibration, fit
 from model.errors import RevisorError
 from model.reviser import Reviser
 from training.bench import revise_all
@@ -27,19 +31,33 @@ from training.metrics import (
 )
 
 FOLDS = 5
+MIN_COVERAGE = 0.05
+"""Where no threshold reaches the target precision, the chosen one still covers this much."""
 COVERAGES = (0.05, 0.10, 0.20, 0.50, 1.00)
 
 
-def out_of_fold(rows: list[tuple[float, ...]], labels: list[bool], folds: int = FOLDS) -> list[float]:
+def out_of_fold(rows: list[tuple[float, ...]], labels: list[bool], uses: tuple[str, ...] = FEATURES,
+                folds: int = FOLDS) -> list[float]:
     """Each row's confidence from a fit on the other folds."""
     scores = [0.0] * len(rows)
     for k in range(folds):
         held = [i for i in range(len(rows)) if i % folds == k]
         rest = [i for i in range(len(rows)) if i % folds != k]
-        fitted = fit([rows[i] for i in rest], [labels[i] for i in rest])
+        fitted = fit([rows[i] for i in rest], [labels[i] for i in rest], uses)
         for i in held:
             scores[i] = fitted.confidence(rows[i])
     return scores
+
+
+def log_likelihood(confidences: list[float], labels: list[bool]) -> float:
+    return sum(math.log(max(1e-9, c if ok else 1.0 - c)) for c, ok in zip(confidences, labels, strict=True))
+
+
+def best_features(rows: list[tuple[float, ...]], labels: list[bool]) -> tuple[tuple[str, ...], list[float]]:
+    """The subset of `FEATURES` whose out-of-fold confidences are likeliest, and those confidences."""
+    subsets = [combo for k in range(1, len(FEATURES) + 1) for combo in itertools.combinations(FEATURES, k)]
+    scored = [(uses, out_of_fold(rows, labels, uses)) for uses in subsets]
+    return max(scored, key=lambda pair: log_likelihood(pair[1], labels))
 
 
 def run_calibration(reviser: Reviser, dataset: str, target_precision: float, output: Path,
@@ -51,32 +69,44 @@ def run_calibration(reviser: Reviser, dataset: str, target_precision: float, out
     reviser.min_confidence = 0.0  # every revision counts, whatever threshold the model has now
     answers = revise_all(reviser, examples, "calibrate")
     correct = [exact_match(a.code, e.code_after) for a, e in zip(answers, examples, strict=True)]
-    revised = [i for i, a in enumerate(answers) if a.features is not None]
-    rows = [answers[i].features for i in revised]
-    labels = [correct[i] for i in revised]
-    if sum(labels) < 2:
-        raise RevisorError(f"{dataset}: the model answered {sum(labels)} record(s) exactly; a "
-                           "confidence cannot be fitted on that")
-    held_out = out_of_fold(rows, labels)
-    confidences: list[float | None] = [None] * len(examples)
-    for i, confidence in zip(revised, held_out, strict=True):
-        confidences[i] = confidence
-    curve = coverage_curve(confidences, correct)
-    chosen = threshold_for([p for p in curve if p["threshold"] > 0], target_precision)
-    threshold = chosen["threshold"] if chosen else 1.0
-    posted = at_threshold(confidences, correct, threshold)
-    quality = reliability(held_out, labels)
-    figures = {
-        "dataset": dataset, "records": len(examples), "revised": len(revised),
-        "exact_match": sum(correct) / len(examples), "target_precision": target_precision,
-        "coverage": posted["coverage"], "precision": posted["precision"],
-        "reached": chosen is not None, "ece": quality["ece"], "brier": quality["brier"],
-        "model": reviser.engine.description, "strategy": reviser.strategy.name,
-    }
-    calibration = replace(fit(rows, labels), threshold=threshold, figures=figures)
+    about = {"dataset": dataset, "model": reviser.engine.description, "strategy": reviser.strategy.name}
+    calibration, confidences, quality = calibrate([a.features for a in answers], correct,
+                                                  target_precision, about)
     output.parent.mkdir(parents=True, exist_ok=True)
     calibration.save(output)
     return report(calibration, confidences, correct, quality, output)
+
+
+def calibrate(features: list[tuple[float, ...] | None], correct: list[bool], target_precision: float,
+              about: dict) -> tuple[Calibration, list[float | None], dict]:
+    """From each record's features (None: no revision) and whether its answer was exact: the
+    calibration, the out-of-fold confidences and their reliability."""
+    revised = [i for i, values in enumerate(features) if values is not None]
+    rows = [features[i] for i in revised]
+    labels = [correct[i] for i in revised]
+    if sum(labels) < 2:
+        raise RevisorError(f"{about['dataset']}: the model answered {sum(labels)} record(s) exactly; a "
+                           "confidence cannot be fitted on that")
+    uses, held_out = best_features(rows, labels)
+    confidences: list[float | None] = [None] * len(features)
+    for i, confidence in zip(revised, held_out, strict=True):
+        confidences[i] = confidence
+    curve = [p for p in coverage_curve(confidences, correct) if p["threshold"] > 0]
+    chosen = threshold_for(curve, target_precision)
+    # Out of reach: the most precise threshold that still suggests something now and then.
+    fallback = max((p for p in curve if p["coverage"] >= MIN_COVERAGE), key=lambda p: p["precision"],
+                   default={"threshold": 1.0})
+    threshold = (chosen or fallback)["threshold"]
+    posted = at_threshold(confidences, correct, threshold)
+    quality = reliability(held_out, labels)
+    figures = {
+        **about, "records": len(features), "revised": len(revised),
+        "exact_match": sum(correct) / len(features), "target_precision": target_precision,
+        "coverage": posted["coverage"], "precision": posted["precision"],
+        "reached": chosen is not None, "ece": quality["ece"], "brier": quality["brier"],
+    }
+    calibration = replace(fit(rows, labels, uses), threshold=threshold, figures=figures)
+    return calibration, confidences, quality
 
 
 def report(calibration: Calibration, confidences: list[float | None], correct: list[bool],
@@ -89,6 +119,7 @@ def report(calibration: Calibration, confidences: list[float | None], correct: l
         "| coverage | precision |", "|---:|---:|",
         *(f"| {c:.0%} | {precision_at_coverage(confidences, correct, c):.1%} |" for c in COVERAGES),
         "",
+        f"Features kept (the likeliest out of fold): {', '.join(calibration.uses)}.",
         f"Reliability (out-of-fold, {FOLDS} folds, equal-count bins of revised records):",
         "| records | mean confidence | exactly right |", "|---:|---:|---:|",
         *(f"| {b['n']} | {b['mean_confidence']:.3f} | {b['exact_rate']:.3f} |" for b in quality["bins"]),
@@ -100,7 +131,8 @@ def report(calibration: Calibration, confidences: list[float | None], correct: l
                      f"{f['target_precision']:.0%}: precision {f['precision']:.1%} at coverage "
                      f"{f['coverage']:.1%}.")
     else:
-        lines.append(f"No threshold reaches precision {f['target_precision']:.0%} on this split: "
-                     "threshold 1.0 (nothing is suggested). Lower --target-precision.")
+        lines.append(f"No threshold reaches precision {f['target_precision']:.0%} on this split: threshold "
+                     f"{calibration.threshold:.3f} is the most precise that covers {MIN_COVERAGE:.0%} or "
+                     f"more, precision {f['precision']:.1%} at coverage {f['coverage']:.1%}.")
     lines.append(f"Wrote {output}.")
     return "\n".join(lines) + "\n"
