@@ -169,7 +169,7 @@ def test_jobs_lists_failed_jobs_and_queues_them_again(tmp_path, monkeypatch):
     database = tmp_path / "jobs.db"
     store = SQLiteJobStore(database)
     for delivery in ("a", "b"):
-        store.enqueue(delivery, "pull_request", b"{}")
+        store.enqueue(delivery, "pull_request", json.dumps({"delivery": delivery}).encode())
         store.finish(store.claim(30), "ValueError: .github/revisor.yml is broken", retry=False)
     monkeypatch.setenv("REVISOR_DATABASE", str(database))
     listed = revisor("jobs").stdout.decode()
