@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--dataset", default="../shared/datasets/codereviewer/test.jsonl")
     parser.add_argument("--pool", default="../shared/datasets/codereviewer/train.jsonl")
     parser.add_argument("--limit", type=int, default=32)
-    parser.add_argument("--model", default=None)
+    parser.add_argument("--model", default="embedded-base", help="as for revisor bench")
     parser.add_argument("--compile", action="store_true")
     args = parser.parse_args()
 
