@@ -3,10 +3,11 @@ that reaches a target precision.
 
 The model answers every dev record once. Logistic fits (`model.confidence.fit`) on every subset
 of the features are judged on out-of-fold confidences (each record scored by a fit that did not
-see it); the subset with the best log-likelihood is kept, the threshold is chosen on its
-out-of-fold confidences, so the figures printed are what to expect on new records, and the
-calibration written is then fitted on all of them. A few hundred dev records hold only a handful
-of exact answers: fewer features often generalise better, and the data says which.
+see it): the subset with the best log-likelihood is kept (the smallest among near ties), and its
+reliability is reported out of fold, as what to expect on new records. The calibration written
+is fitted on all the records, and the threshold is placed on its confidences. A few hundred dev
+records hold only a handful of exact answers: fewer features often generalise better, and the
+data says which.
 """
 
 from __future__ import annotations
@@ -31,8 +32,10 @@ from training.metrics import (
 )
 
 FOLDS = 5
+PARSIMONY = 1.0
+"""Log-likelihood units by which a smaller feature subset may trail the likeliest and be kept."""
 MIN_COVERAGE = 0.05
-"""Where no threshold reaches the target precision, the chosen one still covers this much."""
+"""The least coverage a threshold is chosen at: over fewer records, precision is noise."""
 COVERAGES = (0.05, 0.10, 0.20, 0.50, 1.00)
 
 
@@ -54,10 +57,15 @@ def log_likelihood(confidences: list[float], labels: list[bool]) -> float:
 
 
 def best_features(rows: list[tuple[float, ...]], labels: list[bool]) -> tuple[tuple[str, ...], list[float]]:
-    """The subset of `FEATURES` whose out-of-fold confidences are likeliest, and those confidences."""
+    """The subset of `FEATURES` whose out-of-fold confidences are likeliest, and those confidences;
+    of subsets within `PARSIMONY` of the likeliest, the smallest: on a handful of exact answers a
+    difference that small is noise, and fewer weights are steadier on new records."""
     subsets = [combo for k in range(1, len(FEATURES) + 1) for combo in itertools.combinations(FEATURES, k)]
-    scored = [(uses, out_of_fold(rows, labels, uses)) for uses in subsets]
-    return max(scored, key=lambda pair: log_likelihood(pair[1], labels))
+    scored = [(uses, oof, log_likelihood(oof, labels))
+              for uses in subsets for oof in [out_of_fold(rows, labels, uses)]]
+    best = max(likelihood for _, _, likelihood in scored)
+    uses, oof, _ = min((s for s in scored if s[2] >= best - PARSIMONY), key=lambda s: (len(s[0]), -s[2]))
+    return uses, oof
 
 
 def run_calibration(reviser: Reviser, dataset: str, target_precision: float, output: Path,
@@ -88,14 +96,18 @@ def calibrate(features: list[tuple[float, ...] | None], correct: list[bool], tar
         raise RevisorError(f"{about['dataset']}: the model answered {sum(labels)} record(s) exactly; a "
                            "confidence cannot be fitted on that")
     uses, held_out = best_features(rows, labels)
+    fitted = fit(rows, labels, uses)
+    # The threshold is placed on the final fit's own confidences: out-of-fold ones come from five
+    # fits scaled apart, whose ranking across folds is not the final one's.
     confidences: list[float | None] = [None] * len(features)
-    for i, confidence in zip(revised, held_out, strict=True):
-        confidences[i] = confidence
-    curve = [p for p in coverage_curve(confidences, correct) if p["threshold"] > 0]
+    for i, values in zip(revised, rows, strict=True):
+        confidences[i] = fitted.confidence(values)
+    # Points covering a handful of records say nothing about precision: they are not candidates.
+    curve = [p for p in coverage_curve(confidences, correct) if p["threshold"] > 0
+             and p["coverage"] >= MIN_COVERAGE]
     chosen = threshold_for(curve, target_precision)
     # Out of reach: the most precise threshold that still suggests something now and then.
-    fallback = max((p for p in curve if p["coverage"] >= MIN_COVERAGE), key=lambda p: p["precision"],
-                   default={"threshold": 1.0})
+    fallback = max(curve, key=lambda p: p["precision"], default={"threshold": 1.0})
     threshold = (chosen or fallback)["threshold"]
     posted = at_threshold(confidences, correct, threshold)
     quality = reliability(held_out, labels)
@@ -105,8 +117,7 @@ def calibrate(features: list[tuple[float, ...] | None], correct: list[bool], tar
         "coverage": posted["coverage"], "precision": posted["precision"],
         "reached": chosen is not None, "ece": quality["ece"], "brier": quality["brier"],
     }
-    calibration = replace(fit(rows, labels, uses), threshold=threshold, figures=figures)
-    return calibration, confidences, quality
+    return replace(fitted, threshold=threshold, figures=figures), confidences, quality
 
 
 def report(calibration: Calibration, confidences: list[float | None], correct: list[bool],
@@ -119,7 +130,8 @@ def report(calibration: Calibration, confidences: list[float | None], correct: l
         "| coverage | precision |", "|---:|---:|",
         *(f"| {c:.0%} | {precision_at_coverage(confidences, correct, c):.1%} |" for c in COVERAGES),
         "",
-        f"Features kept (the likeliest out of fold): {', '.join(calibration.uses)}.",
+        f"Features kept (the likeliest out of fold, the fewest among near ties): "
+        f"{', '.join(calibration.uses)}.",
         f"Reliability (out-of-fold, {FOLDS} folds, equal-count bins of revised records):",
         "| records | mean confidence | exactly right |", "|---:|---:|---:|",
         *(f"| {b['n']} | {b['mean_confidence']:.3f} | {b['exact_rate']:.3f} |" for b in quality["bins"]),

@@ -54,7 +54,7 @@ def coverage_curve(confidences: Sequence[float | None], correct: Sequence[bool])
     for i, (confidence, ok) in enumerate(ranked):
         hits += ok
         if i + 1 == n or ranked[i + 1][0] != confidence:
-            points.append({"threshold": round(confidence, 6), "coverage": (i + 1) / n,
+            points.append({"threshold": confidence, "coverage": (i + 1) / n,
                            "precision": hits / (i + 1)})
     return points
 
