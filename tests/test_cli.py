@@ -2,10 +2,8 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -188,28 +186,3 @@ def test_settings_never_show_secrets():
                                   "GITHUB_APP_PRIVATE_KEY": "-----BEGIN RSA PRIVATE KEY-----x"})
     assert "s" * 32 not in repr(settings) and "PRIVATE KEY" not in repr(settings)
 
-
-@pytest.mark.slow
-@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
-def test_a_stopped_command_leaves_no_engine_process_behind(stop, tmp_path):
-    import psutil
-
-    code = tmp_path / "a.py"
-    code.write_text("def read(path):\n    f = open(path)\n    return f.read()\n")
-    command = subprocess.Popen([sys.executable, "-m", "bot.cli", "revise", "-c", "use a context manager",
-                                str(code)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    engine: list[psutil.Process] = []
-    deadline = time.monotonic() + 300
-    while not engine and time.monotonic() < deadline and command.poll() is None:
-        time.sleep(0.5)
-        engine = psutil.Process(command.pid).children(recursive=True)
-    assert engine, "vLLM's engine process never started"
-    time.sleep(5)  # well into loading the model
-    command.send_signal(stop)
-    try:
-        assert command.wait(timeout=60) != 0
-    finally:
-        command.kill()
-    time.sleep(1)
-    assert [p.pid for p in engine if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []
-    assert "Traceback" not in command.stderr.read().decode()
