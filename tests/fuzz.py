@@ -1,5 +1,5 @@
 """Hostile webhook deliveries, signed as GitHub signs them: the webhook service must answer each
-with a 2xx or a 4xx, never a 5xx. Used by the tests and by `python -m benchmarks.faults`."""
+with a 2xx or a 4xx, never a 5xx."""
 
 from __future__ import annotations
 

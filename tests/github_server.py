@@ -59,7 +59,6 @@ class FakeGitHub:
     requests: list[tuple[str, str]] = field(default_factory=list)
     fail_next: list[int] = field(default_factory=list)  # statuses to answer next, e.g. [502]
     fail_after_write: list[int] = field(default_factory=list)  # statuses to answer once a POST took effect
-    rate_limited: int = 0  # requests still to refuse with a secondary rate limit and Retry-After
     per_page_cap: int = 2  # small pages, so pagination is exercised
     slow_paths: dict[str, float] = field(default_factory=dict)  # path suffix -> seconds to wait
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1000))
@@ -100,12 +99,6 @@ def create_github_app(gh: FakeGitHub) -> FastAPI:
                 await asyncio.sleep(seconds)
         if gh.fail_next:
             return error(gh.fail_next.pop(0), "Server Error")
-        if gh.rate_limited and not request.url.path.startswith("/app/"):
-            gh.rate_limited -= 1
-            answer = error(403, "You have exceeded a secondary rate limit. Please wait a few minutes "
-                                "before you try again.")
-            answer.headers["Retry-After"] = "2"
-            return answer
         header = request.headers.get("authorization", "")
         if request.url.path.startswith("/app/"):
             if not header.startswith("Bearer "):
