@@ -123,19 +123,3 @@ def test_confidence_agrees_across_engines(vllm_engine, vllm_server, embedded_mod
         assert max(confidences) - min(confidences) <= CONFIDENCE_TOLERANCE, confidences
     assert len(compared) >= 2 and 3 in compared  # transformers agreed on at least one answer
 
-
-def test_threads_sharing_the_in_process_engine_get_their_own_answers(vllm_engine):
-    import threading
-
-    alone = [vllm_engine.generate([request])[0].text for request in requests()]
-    together: dict[int, str] = {}
-
-    def ask(i: int) -> None:
-        together[i] = vllm_engine.generate([requests()[i]])[0].text
-
-    threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(TASKS))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(300)
-    assert [together[i] for i in range(len(TASKS))] == alone

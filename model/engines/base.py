@@ -71,7 +71,8 @@ class Engine(Protocol):
 def local_dtype(requested: str) -> str:
     """The dtype of an in-process engine: as requested, else what this machine computes fast:
     bf16 (fp16 on GPUs without it) on a GPU, bf16 on a CPU with AVX-512 BF16 or AMX, fp32 on other
-    CPUs, where bf16 is emulated (vLLM ran 2.9x slower in bf16 than in fp32 on a 2-core AVX2 EPYC)."""
+    CPUs, where bf16 is emulated (on a 2-core AVX2 EPYC, `revisor calibrate` ran 7.9 s a record in
+    bf16 against 2.0 s in fp32)."""
     if requested not in ("auto", ""):
         return requested
     import torch
