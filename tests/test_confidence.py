@@ -86,6 +86,8 @@ def test_calibrate_and_training_refuse_the_benchmark_under_any_name(tmp_path):
     assert_one_line_error(result, "is the CodeReviewer benchmark")
     assert_one_line_error(revisor("train", "--data", str(renamed), "--output", str(tmp_path / "a")),
                           "not for training")
+    missing = revisor("calibrate", "--dataset", str(tmp_path / "nope.jsonl"), "--output", str(tmp_path / "c"))
+    assert_one_line_error(missing, "nope.jsonl not found")
     with pytest.raises(RevisorError, match="benchmark"):
         split_pools([str(renamed)], str(tmp_path / "split"), 10, 13)
 

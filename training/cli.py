@@ -131,9 +131,11 @@ def calibrate(dataset, target_precision, output, limit, **model) -> None:
 
     from model.confidence import CALIBRATION_FILE
     from training.calibrate import run_calibration
+    from training.datasets import load_dataset
     from training.splits import refuse_benchmark
 
     refuse_benchmark(dataset, "calibration")
+    load_dataset(dataset)  # a missing or malformed file fails now, not after the model has loaded
     if output is None:
         if not model["adapter"] or model["engine"] == "openai":
             raise RevisorError("--output: say where to write the calibration (there is no adapter "
