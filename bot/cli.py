@@ -50,6 +50,7 @@ def cli(verbose: bool) -> None:
     serve          the GitHub App webhook service (with workers)
     worker         workers for stored webhook deliveries
     jobs           failed jobs, and queueing them again
+    mine           review-to-revision pairs from a repository's pull requests
     action         the GitHub Action entry point
     prepare-model  build the default model once (done on first use anyway)
     """
@@ -231,6 +232,51 @@ def jobs(requeue: tuple[str, ...], requeue_all: bool) -> None:
     click.echo(", ".join(f"{status}: {n}" for status, n in sorted(counts.items())) or "no jobs")
     for delivery, event, error in store.failed():
         click.echo(f"failed {delivery} ({event}): {error}")
+
+
+@cli.command()
+@click.option("--repo", required=True, metavar="OWNER/NAME", help="The repository to mine.")
+@click.option("--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Pairs, as JSON lines; run again with the same --output to resume.")
+@click.option("--since", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]),
+              help="Only comments written since this date (UTC), on pull requests updated since.")
+@click.option("--limit", type=click.IntRange(1), help="At most the N most recently updated pull requests.")
+@click.option("--max-wait", default=3600, show_default=True, type=click.IntRange(0),
+              help="Longest wait, in seconds, for a rate limit to reset before giving up.")
+def mine(repo: str, output: Path, since, limit: int | None, max_wait: int) -> None:
+    """Mine review-to-revision pairs from a repository's pull requests: each review comment whose
+    lines a later commit of the same pull request changed. The records train (`revisor train`),
+    split (`revisor data split --by-time`) and benchmark (`revisor bench`) as they are.
+
+    Reads GITHUB_TOKEN, or GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY(_PATH) of an App installed on
+    the repository, and GITHUB_API_URL for GitHub Enterprise Server. Waits out rate limits.
+    """
+    import re
+    from datetime import UTC
+
+    from github import GithubException
+    from tqdm import tqdm
+
+    from bot.github import repository_client
+    from bot.mining import MiningRun
+    from bot.mining import mine as mine_pairs
+
+    if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo):
+        raise RevisorError(f"--repo {repo!r}: expected OWNER/NAME, e.g. octocat/hello-world")
+    since = since.replace(tzinfo=UTC) if since else None
+    run = MiningRun.open(output, repo)
+    try:
+        repository = repository_client(dict(os.environ), repo, max_wait).get_repo(repo)
+        with tqdm(desc="pull requests", unit="pr", initial=len(run.pulls_done)) as bar:
+            mine_pairs(repository, run, since, limit,
+                       lambda run: (bar.update(), bar.set_postfix(pairs=run.pairs)))
+    except GithubException as error:
+        message = error.data.get("message") if isinstance(error.data, dict) else error.data
+        raise RevisorError(f"GitHub answered {error.status} ({message}); what was mined is kept: "
+                           "run the same command again to go on") from None
+    click.echo(f"{run.pairs} pair(s) from {len(run.pulls_done)} pull request(s) in {output}")
+    for reason, count in run.skipped.most_common():
+        click.echo(f"skipped {count}: {reason}")
 
 
 @cli.command()

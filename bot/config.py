@@ -60,6 +60,17 @@ class ModelSettings:
         )
 
 
+def app_credentials(env: dict[str, str]) -> tuple[str, str] | None:
+    """The App's id and private key from the environment, or None where either is unset."""
+    key = env.get("GITHUB_APP_PRIVATE_KEY")
+    if not key and env.get("GITHUB_APP_PRIVATE_KEY_PATH"):
+        try:
+            key = Path(env["GITHUB_APP_PRIVATE_KEY_PATH"]).read_text()
+        except OSError as error:
+            raise RevisorError(f"GITHUB_APP_PRIVATE_KEY_PATH: cannot read ({error.strerror})") from None
+    return (env["GITHUB_APP_ID"], key) if env.get("GITHUB_APP_ID") and key else None
+
+
 @dataclass(frozen=True)
 class Settings:
     webhook_secret: str
@@ -81,19 +92,14 @@ class Settings:
         if len(secret) < 16:
             raise RevisorError("GITHUB_WEBHOOK_SECRET must be set to the App's webhook secret "
                                "(16 characters or more); Revisor refuses unsigned webhooks")
-        key = env.get("GITHUB_APP_PRIVATE_KEY")
-        if not key and env.get("GITHUB_APP_PRIVATE_KEY_PATH"):
-            try:
-                key = Path(env["GITHUB_APP_PRIVATE_KEY_PATH"]).read_text()
-            except OSError as error:
-                raise RevisorError(f"GITHUB_APP_PRIVATE_KEY_PATH: cannot read ({error.strerror})") from None
-        if not env.get("GITHUB_APP_ID") or not key:
+        credentials = app_credentials(env)
+        if credentials is None:
             raise RevisorError("set GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY (or "
                                "GITHUB_APP_PRIVATE_KEY_PATH) from the App's settings page")
         return cls(
             webhook_secret=secret,
-            app_id=env["GITHUB_APP_ID"],
-            private_key=key,
+            app_id=credentials[0],
+            private_key=credentials[1],
             api_url=env.get("GITHUB_API_URL", "https://api.github.com").rstrip("/"),
             database=env.get("REVISOR_DATABASE", "revisor.db"),
             redis_url=env.get("REVISOR_REDIS_URL") or None,

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from github import Auth, Github, GithubException, GithubRetry
+from github import Auth, Github, GithubException, GithubIntegration, GithubRetry
 from github.PullRequest import PullRequest
 from github.Repository import Repository
 from urllib3.util import Retry
 
+from bot.config import app_credentials
 from bot.diff import Diff, parse_diff
 from bot.metrics import GITHUB_ERRORS
 from bot.placement import HEAD_MARKER, MARKER
+from model.errors import RevisorError
 
 CONFIG_PATH = ".github/revisor.yml"
 RETRIED_STATUSES = (429, *range(500, 600))
@@ -40,16 +42,35 @@ def retry_policy(max_wait_s: float = 300) -> GithubRetry:
                         allowed_methods=Retry.DEFAULT_ALLOWED_METHODS)
 
 
-def app_client(api_url: str, app_id: str, private_key: str, installation_id: int) -> Github:
+def app_client(api_url: str, app_id: str, private_key: str, installation_id: int,
+               max_wait_s: float = 300) -> Github:
     """A client acting as the App's installation (a JWT, then an installation token)."""
     auth = Auth.AppAuth(app_id, private_key).get_installation_auth(installation_id)
-    return Github(auth=auth, base_url=api_url, retry=retry_policy(), seconds_between_requests=None,
+    return Github(auth=auth, base_url=api_url, retry=retry_policy(max_wait_s), seconds_between_requests=None,
                   seconds_between_writes=None)
 
 
-def token_client(api_url: str, token: str) -> Github:
-    return Github(auth=Auth.Token(token), base_url=api_url, retry=retry_policy(),
+def token_client(api_url: str, token: str, max_wait_s: float = 300) -> Github:
+    return Github(auth=Auth.Token(token), base_url=api_url, retry=retry_policy(max_wait_s),
                   seconds_between_requests=None, seconds_between_writes=None)
+
+
+def repository_client(env: dict[str, str], full_name: str, max_wait_s: float) -> Github:
+    """A client that can read `full_name`: GITHUB_TOKEN's, or else the App's installation on it."""
+    api_url = env.get("GITHUB_API_URL", "https://api.github.com").rstrip("/")
+    if env.get("GITHUB_TOKEN"):
+        return token_client(api_url, env["GITHUB_TOKEN"], max_wait_s)
+    credentials = app_credentials(env)
+    if credentials is None:
+        raise RevisorError("set GITHUB_TOKEN (a token that can read the repository), or GITHUB_APP_ID "
+                           "and GITHUB_APP_PRIVATE_KEY of an App installed on it")
+    owner, _, name = full_name.partition("/")
+    integration = GithubIntegration(auth=Auth.AppAuth(*credentials), base_url=api_url, retry=retry_policy())
+    try:
+        installation = integration.get_repo_installation(owner, name)
+    except GithubException as error:
+        raise RevisorError(f"the App is not installed on {full_name} ({error.status})") from None
+    return app_client(api_url, *credentials, installation.id, max_wait_s)
 
 
 def file_patch_diff(files) -> str:

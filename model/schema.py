@@ -34,6 +34,8 @@ class Example:
     code_after: str
     language: str = ""
     peers: Mapping[str, str] = field(default_factory=dict)
+    created_at: str = ""
+    """When the review comment was written (ISO 8601), where the dataset says: splits by time."""
 
     @property
     def task(self) -> RevisionTask:

@@ -2,18 +2,23 @@
 
 App JWTs are verified (RS256, `iss` = the App id, `iat`/`exp`), installation tokens are issued and
 required, lists are paginated with `Link` headers, every answer carries rate-limit headers, and a
-review comment whose lines are not in one hunk of the pull request's diff gets 422.
+review comment whose lines are not in one hunk of the pull request's diff gets 422. With `git`, a
+real git repository gives file contents at any ref and each commit's files; primary and secondary
+rate limits answer 403 as GitHub does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import itertools
 import secrets
+import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import jwt
 import uvicorn
@@ -44,6 +49,9 @@ class PullRequest:
     files: list[dict]  # {"filename", "status", "patch"}
     review_comments: list[dict] = field(default_factory=list)
     reviews: list[dict] = field(default_factory=list)
+    commits: list[str] = field(default_factory=list)  # oldest first, as GitHub lists them
+    created_at: str = "2026-01-01T00:00:00Z"
+    updated_at: str = "2026-01-01T00:00:00Z"
 
 
 @dataclass
@@ -61,6 +69,11 @@ class FakeGitHub:
     fail_after_write: list[int] = field(default_factory=list)  # statuses to answer once a POST took effect
     per_page_cap: int = 2  # small pages, so pagination is exercised
     slow_paths: dict[str, float] = field(default_factory=dict)  # path suffix -> seconds to wait
+    git: Path | None = None  # a repository whose commits the pull requests' commits are
+    rate_limit_next: list[str] = field(default_factory=list)  # "primary" / "secondary" limits to hit next
+    rate_limited: list[str] = field(default_factory=list)  # the kind of limit of each 403 answered
+    limit_kind: str = ""
+    limit_until: float = 0.0
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1000))
 
     def base(self, request: Request) -> str:
@@ -72,8 +85,48 @@ def rate_headers() -> dict[str, str]:
             "X-RateLimit-Reset": str(int(time.time()) + 3600), "X-RateLimit-Resource": "core"}
 
 
-def error(status: int, message: str, **extra) -> JSONResponse:
-    return JSONResponse({"message": message, "documentation_url": DOCS, **extra}, status, rate_headers())
+def error(status: int, message: str, headers: dict | None = None, **extra) -> JSONResponse:
+    return JSONResponse({"message": message, "documentation_url": DOCS, **extra}, status,
+                        {**rate_headers(), **(headers or {})})
+
+
+def rate_limited(gh: FakeGitHub) -> JSONResponse | None:
+    """GitHub's answer while a rate limit lasts: a primary limit (403, none left until
+    `X-RateLimit-Reset`) or a secondary one (403 with `Retry-After`); None when none does."""
+    now = time.time()
+    if now >= gh.limit_until and gh.rate_limit_next:
+        gh.limit_kind = gh.rate_limit_next.pop(0)
+        gh.limit_until = int(now) + 2 if gh.limit_kind == "primary" else now + 1
+    if now >= gh.limit_until:
+        return None
+    gh.rate_limited.append(gh.limit_kind)
+    if gh.limit_kind == "primary":
+        return error(403, "API rate limit exceeded for installation ID 1.",
+                     {"X-RateLimit-Remaining": "0", "X-RateLimit-Used": "5000",
+                      "X-RateLimit-Reset": str(int(gh.limit_until))})
+    return error(403, "You have exceeded a secondary rate limit. Please wait a few minutes before you try "
+                      "again.", {"Retry-After": str(max(1, round(gh.limit_until - now)))})
+
+
+GIT_STATUS = {"A": "added", "M": "modified", "D": "removed", "R": "renamed", "C": "copied", "T": "changed"}
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
+                          check=True).stdout
+
+
+def commit_files(repo: Path, sha: str) -> list[dict]:
+    """A commit's files as GitHub's commit endpoint lists them (against its first parent)."""
+    files = []
+    changes = git(repo, "diff-tree", "--no-commit-id", "-r", "-M", "--root", "--name-status", sha)
+    for line in changes.splitlines():
+        status, *paths = line.split("\t")
+        entry = {"filename": paths[-1], "status": GIT_STATUS[status[0]], "sha": "b" * 40}
+        if status[0] == "R":
+            entry["previous_filename"] = paths[0]
+        files.append(entry)
+    return files
 
 
 def ok(body, status: int = 200, headers: dict | None = None) -> JSONResponse:
@@ -99,8 +152,12 @@ def create_github_app(gh: FakeGitHub) -> FastAPI:
                 await asyncio.sleep(seconds)
         if gh.fail_next:
             return error(gh.fail_next.pop(0), "Server Error")
+        as_app = request.url.path.startswith("/app/") or request.url.path == f"{prefix}/installation"
+        limited = None if as_app else rate_limited(gh)
+        if limited is not None:
+            return limited
         header = request.headers.get("authorization", "")
-        if request.url.path.startswith("/app/"):
+        if as_app:  # endpoints that take the App's JWT, not a token
             if not header.startswith("Bearer "):
                 return error(401, "A JSON web token could not be decoded")
             try:
@@ -115,7 +172,7 @@ def create_github_app(gh: FakeGitHub) -> FastAPI:
             if scheme.lower() not in ("token", "bearer") or token not in gh.tokens:
                 return error(401, "Bad credentials")
         response = await call_next(request)
-        wrote = request.method == "POST" and not request.url.path.startswith("/app/")
+        wrote = request.method == "POST" and not as_app
         if wrote and gh.fail_after_write and response.status_code < 300:
             return error(gh.fail_after_write.pop(0), "Server Error")  # done, but the client cannot know
         return response
@@ -154,8 +211,33 @@ def create_github_app(gh: FakeGitHub) -> FastAPI:
     def pull_json(request: Request, pull: PullRequest) -> dict:
         url = f"{gh.base(request)}{prefix}/pulls/{pull.number}"
         return {"number": pull.number, "url": url, "state": "open", "draft": False,
+                "created_at": pull.created_at, "updated_at": pull.updated_at,
                 "head": {"sha": pull.head_sha, "ref": "feature"},
                 "base": {"sha": "0" * 40, "ref": pull.base_ref, "repo": repo_json(request)}}
+
+    @app.get(prefix + "/installation")
+    def repo_installation():
+        return ok({"id": gh.installation_id, "app_id": int(gh.app_id), "account": {"login": owner}})
+
+    @app.get(prefix + "/pulls")
+    def list_pulls(request: Request):
+        params = request.query_params
+        if params.get("state", "open") not in ("open", "closed", "all"):
+            return error(422, "Validation Failed", errors=[{"field": "state", "code": "invalid"}])
+        key = {"created": "created_at", "updated": "updated_at"}.get(params.get("sort", "created"))
+        if key is None:
+            return error(422, "Validation Failed", errors=[{"field": "sort", "code": "invalid"}])
+        pulls = sorted(gh.pulls.values(), key=lambda p: getattr(p, key),
+                       reverse=params.get("direction", "desc") == "desc")
+        return paginated(request, [pull_json(request, p) for p in pulls])
+
+    @app.get(prefix + "/pulls/{number}/commits")
+    def get_pull_commits(request: Request, number: int):
+        pull = pull_or_404(number)
+        if isinstance(pull, JSONResponse):
+            return pull
+        return paginated(request, [{"sha": sha, "url": f"{gh.base(request)}{prefix}/commits/{sha}"}
+                                  for sha in pull.commits])
 
     @app.get(prefix + "/pulls/{number}")
     def get_pull(request: Request, number: int):
@@ -227,12 +309,21 @@ def create_github_app(gh: FakeGitHub) -> FastAPI:
 
     @app.get(prefix + "/commits/{sha}")
     def get_commit(request: Request, sha: str):
-        return ok({"sha": sha, "url": f"{gh.base(request)}{prefix}/commits/{sha}"})
+        commit = {"sha": sha, "url": f"{gh.base(request)}{prefix}/commits/{sha}"}
+        if gh.git is None:
+            return ok(commit)
+        try:
+            return ok({**commit, "files": commit_files(gh.git, sha)})
+        except subprocess.CalledProcessError:
+            return error(422, f"No commit found for SHA: {sha}")
 
     @app.get(prefix + "/contents/{path:path}")
     def get_contents(request: Request, path: str):
         ref = request.query_params.get("ref", "main")
         text = gh.contents.get((ref, path))
+        if text is None and gh.git is not None:
+            with contextlib.suppress(subprocess.CalledProcessError):
+                text = git(gh.git, "show", f"{ref}:{path}")
         if text is None:
             return error(404, "Not Found")
         return ok({"type": "file", "encoding": "base64", "path": path, "name": path.rsplit("/", 1)[-1],

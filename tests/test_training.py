@@ -9,11 +9,13 @@ import time
 import pytest
 
 from model.engines.base import EngineConfig
+from model.errors import RevisorError
 from model.prompts import FineTunedFormat
 from model.reviser import Reviser
+from model.schema import Example
 from tests.conftest import ROOT, shared_path
 from tests.test_cli import assert_one_line_error, revisor
-from training.datasets import load_dataset
+from training.datasets import codereviewer_record, load_dataset
 from training.splits import split_pools
 
 
@@ -112,3 +114,20 @@ def test_interrupted_run_resumes_to_the_same_step_count(tiny_split, tmp_path):
     from peft import PeftConfig
 
     assert PeftConfig.from_pretrained(str(output)).r == 16
+
+
+def test_split_by_time_holds_out_the_newest_and_trains_only_on_older(tmp_path):
+    pool = tmp_path / "mined.jsonl"
+    examples = [Example(f"r{day}", f"x = {day}", "rename x", f"y = {day}", "python",
+                        created_at=f"2026-03-{day:02d}T10:00:00+00:00") for day in range(1, 11)]
+    pool.write_text("".join(json.dumps(codereviewer_record(e)) + "\n" for e in reversed(examples)))
+    summary = split_pools([str(pool)], str(tmp_path / "split"), dev_size=3, seed=1, by_time=True)
+    dev = load_dataset(tmp_path / "split" / "dev.jsonl").examples
+    train = load_dataset(tmp_path / "split" / "train.jsonl").examples
+    assert sorted(e.id for e in dev) == ["r10", "r8", "r9"]
+    assert sorted(e.id for e in train) == [f"r{day}" for day in range(1, 8)]
+    assert summary["dev_since"] == "2026-03-08T10:00:00+00:00"
+    undated = tmp_path / "undated.jsonl"
+    undated.write_text(json.dumps(codereviewer_record(Example("u", "a", "b", "c"))) + "\n" + pool.read_text())
+    with pytest.raises(RevisorError, match="1 record"):
+        split_pools([str(undated)], str(tmp_path / "split2"), dev_size=3, seed=1, by_time=True)

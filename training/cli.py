@@ -224,8 +224,11 @@ def data() -> None:
 @click.option("--exclude", multiple=True,
               help="Drop every pair whose code under review occurs in this file (repeatable), "
                    "e.g. the benchmark.")
+@click.option("--by-time", is_flag=True,
+              help="The newest --dev-size records are the dev split, and only older ones are trained "
+                   "on (records need created_at, as `revisor mine` writes).")
 @click.option("--seed", default=13, show_default=True, type=int)
-def data_split(pools, output, dev_size, dev_from, exclude, seed) -> None:
+def data_split(pools, output, dev_size, dev_from, exclude, by_time, seed) -> None:
     """Merge POOLS, de-duplicate, and write a reproducible train.jsonl / dev.jsonl split.
 
     The benchmark (codereviewer/test.jsonl, under any name) is refused as a pool; pass it to
@@ -233,7 +236,7 @@ def data_split(pools, output, dev_size, dev_from, exclude, seed) -> None:
     """
     from training.splits import split_pools
 
-    click.echo(json.dumps(split_pools(list(pools), output, dev_size, seed, dev_from, list(exclude)),
+    click.echo(json.dumps(split_pools(list(pools), output, dev_size, seed, dev_from, list(exclude), by_time),
                           indent=2))
 
 

@@ -61,6 +61,16 @@ def load_dataset(path: str | Path, *, skip_malformed: bool = False) -> Dataset:
     return dataset
 
 
+def codereviewer_record(example: Example) -> dict:
+    """The CodeReviewer JSONL form `load_dataset` reads back, every line marked as context (' ')."""
+    def hunk(code: str) -> str:
+        return "\n".join(" " + line for line in code.split("\n"))
+
+    record = {"_id": example.id, "old": hunk(example.code_before), "new": hunk(example.code_after),
+              "review": example.comment, "language": example.language}
+    return record | ({"created_at": example.created_at} if example.created_at else {})
+
+
 def _text(record: dict, name: str) -> str:
     if record.get(name) is None:
         raise DatasetError(f"missing field {name!r}")
@@ -91,6 +101,7 @@ def _codereviewer_example(raw: str, line: int) -> Example:
         code_after=strip_diff_markers(_text(record, "new")),
         language=str(record.get("language") or ""),
         peers=peers,
+        created_at=str(record.get("created_at") or ""),
     )
 
 

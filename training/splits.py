@@ -7,8 +7,7 @@ import random
 from pathlib import Path
 
 from model.errors import RevisorError
-from model.schema import Example
-from training.datasets import file_digest, load_dataset
+from training.datasets import codereviewer_record, file_digest, load_dataset
 
 BENCHMARK_SHA256 = "5c86b763576fa18f8a86e160614349af1c936e65b38cbb98eade5af683933696"
 """`codereviewer/test.jsonl`, the benchmark: never trained, tuned or calibrated on."""
@@ -27,22 +26,15 @@ def normalized(text: str) -> str:
     return " ".join(text.split())
 
 
-def as_codereviewer_record(example: Example) -> dict:
-    """The CodeReviewer JSONL form, every line marked as context (' ')."""
-    def hunk(code: str) -> str:
-        return "\n".join(" " + line for line in code.split("\n"))
-
-    return {"_id": example.id, "old": hunk(example.code_before), "new": hunk(example.code_after),
-            "review": example.comment, "language": example.language}
-
-
 def split_pools(paths: list[str], output: str, dev_size: int, seed: int,
-                dev_from: str | None = None, exclude: list[str] = ()) -> dict:
+                dev_from: str | None = None, exclude: list[str] = (), by_time: bool = False) -> dict:
     """Merge the pools, drop duplicates and pairs whose code under review occurs in an `exclude`
     file, shuffle with `seed`, and write train.jsonl and dev.jsonl.
 
     The dev records come from `dev_from` (one of the pools) when given, so a dev split can follow
-    the benchmark's distribution while training draws on every pool.
+    the benchmark's distribution while training draws on every pool. `by_time` makes the newest
+    records the dev split and trains only on records older than all of them, as a team's adapter
+    is used: trained on past reviews, judged on the next ones.
     """
     for path in paths:
         refuse_benchmark(path, "training or calibration")
@@ -67,20 +59,31 @@ def split_pools(paths: list[str], output: str, dev_size: int, seed: int,
     if dev_size >= len(dev_pool):
         raise RevisorError(f"--dev-size {dev_size} leaves nothing to train on ({len(dev_pool)} records)")
     rng.shuffle(dev_pool)
+    if by_time:
+        undated = sum(not e.created_at for rows in by_pool.values() for e in rows)
+        if undated:
+            raise RevisorError(f"--by-time: {undated} record(s) have no created_at (`revisor mine` "
+                               "writes it); split those pools at random instead")
+        dev_pool.sort(key=lambda e: e.created_at, reverse=True)
     dev = dev_pool[:dev_size]
     dev_ids = {id(e) for e in dev}
-    train = [e for rows in by_pool.values() for e in rows if id(e) not in dev_ids]
+    oldest_dev = min((e.created_at for e in dev), default="") if by_time else None
+    train = [e for rows in by_pool.values() for e in rows
+             if id(e) not in dev_ids and (oldest_dev is None or e.created_at < oldest_dev)]
+    if not train:
+        raise RevisorError(f"--dev-size {dev_size} leaves nothing older to train on")
     rng.shuffle(train)
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     for name, rows in (("dev", dev), ("train", train)):
         with (out / f"{name}.jsonl").open("w", encoding="utf-8") as handle:
-            handle.writelines(json.dumps(as_codereviewer_record(e)) + "\n" for e in rows)
+            handle.writelines(json.dumps(codereviewer_record(e)) + "\n" for e in rows)
     summary = {"sources": {path: {"records": len(rows), "sha256": file_digest(path)}
                            for path, rows in by_pool.items()}, "seed": seed,
                "duplicates_dropped": duplicates,
                "excluded": {path: {"sha256": file_digest(path)} for path in exclude},
                "overlap_with_excluded_dropped": overlapping, "dev_from": dev_from,
+               "by_time": by_time, **({"dev_since": oldest_dev} if by_time else {}),
                "train": len(train), "dev": len(dev)}
     (out / "split.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

@@ -1,0 +1,147 @@
+"""`revisor mine` against a repository history on the GitHub-like server: the exact pairs, the
+skipped comments by reason, resuming after a real kill, and waiting out rate limits."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from bot.mining import MiningRun, mine
+from model.errors import RevisorError
+from tests.conftest import ROOT
+from tests.github_server import ServerThread, create_github_app
+from tests.repo_history import REPO, history_github
+from training.datasets import load_dataset
+
+TOKEN = "ghp_" + "m" * 36
+EXPECTED = {  # comment id -> (code the reviewer saw, the code after the change)
+    "101": ('def save(path, data):\n    handle = open(path, "w")\n    handle.write(json.dumps(data))\n'
+            "    handle.close()",
+            'def save(path, data):\n    with open(path, "w") as handle:\n'
+            "        handle.write(json.dumps(data))"),
+    "102": ("def remove(path):\n    import os\n    os.remove(path)",
+            "def remove(path):\n    os.remove(path)"),
+    "109": ("def triple(x):\n    return x*3", "def triple(x):\n    return x * 3"),
+    "201": ("TIMEOUT=30\nRETRIES=3", "TIMEOUT = 30\nRETRIES = 3"),
+}
+SKIPPED = ["never followed by a change", "a reply", "written by a bot", "a comment on a whole file",
+           "not code", "on deleted lines", "file deleted before its lines changed",
+           "outdated (its commit left the pull request)"]
+
+
+@pytest.fixture
+def history(tmp_path):
+    gh, private, commits = history_github(tmp_path)
+    gh.tokens.add(TOKEN)
+    with ServerThread(create_github_app(gh)) as url:
+        yield gh, url, private, commits
+
+
+def run_mine(url: str, output, *args: str, repo: str = REPO, env: dict | None = None, wait: bool = True):
+    command = [sys.executable, "-m", "bot.cli", "mine", "--repo", repo, "--output", str(output), *args]
+    env = {**os.environ, "GITHUB_API_URL": url, "GITHUB_TOKEN": TOKEN, **(env or {})}
+    if not wait:
+        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+
+def records(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_mine_writes_each_pair_once_and_counts_what_it_skips(history, tmp_path):
+    gh, url, _, c = history
+    output = tmp_path / "pairs.jsonl"
+    result = run_mine(url, output)
+    assert result.returncode == 0, result.stderr
+    assert "4 pair(s) from 3 pull request(s)" in result.stdout
+    for reason in SKIPPED:
+        assert f"skipped 1: {reason}\n" in result.stdout
+    mined = {e.id.rsplit("/", 1)[1]: e for e in load_dataset(output).examples}  # the schema train reads
+    assert {k: (e.code_before, e.code_after) for k, e in mined.items()} == EXPECTED
+    assert mined["101"].comment == "use a context manager here" and mined["101"].language == "python"
+    assert mined["201"].created_at == "2026-02-01T10:00:00+00:00"
+    source = {r["source"]["comment_id"]: r["source"] for r in records(output)}
+    assert source[101]["commit_before"] == c["p1a"] and source[101]["commit_after"] == c["p1b"]
+    assert source[102]["lines"] == [15, 16] and source[102]["commit_after"] == c["p1c"]  # followed past p1b
+    assert (source[109]["path"], source[109]["path_after"]) == ("app/util.py", "app/numbers.py")
+    assert source[109]["commit_after"] == c["p1d"]  # the rename in p1c changed no line
+    assert source[201]["url"].endswith("/pull/2#discussion_r201")
+    assert ("GET", f"/repos/{REPO}/pulls") in gh.requests  # listed over two pages of two
+    assert sum(1 for r in gh.requests if r == ("GET", f"/repos/{REPO}/pulls")) == 2
+
+    again = run_mine(url, output)  # everything done: nothing is written twice
+    assert again.returncode == 0 and len(records(output)) == 4
+
+
+def test_mine_since_and_limit_pick_recent_pull_requests(history, tmp_path):
+    _, url, _, _ = history
+    assert run_mine(url, tmp_path / "since.jsonl", "--since", "2026-03-01").returncode == 0
+    assert {r["source"]["pull"] for r in records(tmp_path / "since.jsonl")} == {1}
+    limited = run_mine(url, tmp_path / "limit.jsonl", "--limit", "1")
+    assert "3 pair(s) from 1 pull request(s)" in limited.stdout
+
+
+def test_mine_resumes_after_a_kill_with_no_pair_lost_or_doubled(history, tmp_path):
+    gh, url, _, _ = history
+    output = tmp_path / "pairs.jsonl"
+    state = tmp_path / "pairs.jsonl.state.json"
+    gh.slow_paths["/pulls/2/comments"] = 30  # the run is killed while it waits here
+    process = run_mine(url, output, wait=False)
+    deadline = time.monotonic() + 60
+    while not (state.exists() and json.loads(state.read_text())["pulls_done"] == [1]):
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+        time.sleep(0.1)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert len(records(output)) == 3
+    with output.open("a") as cut:  # as if killed in the middle of writing the next record
+        cut.write('{"_id": "octo-org/shop#2/201", "old": " TIME')
+    gh.slow_paths.clear()
+    result = run_mine(url, output)
+    assert result.returncode == 0, result.stderr
+    assert "4 pair(s) from 3 pull request(s)" in result.stdout
+    ids = [r["_id"] for r in records(output)]
+    assert sorted(ids) == sorted(f"{REPO}#{n}" for n in ("1/101", "1/102", "1/109", "2/201"))
+
+
+def test_mine_waits_out_primary_and_secondary_rate_limits(history, tmp_path):
+    """As the App: its installation on the repository is looked up. Each limit is answered once:
+    a client that retried before the reset or the Retry-After would be refused again."""
+    from bot.github import repository_client
+
+    gh, url, private, _ = history
+    env = {"GITHUB_API_URL": url, "GITHUB_APP_ID": gh.app_id, "GITHUB_APP_PRIVATE_KEY": private}
+    repository = repository_client(env, REPO, max_wait_s=60).get_repo(REPO)
+    gh.rate_limit_next = ["primary", "secondary"]
+    run = mine(repository, MiningRun.open(tmp_path / "pairs.jsonl", REPO))
+    assert gh.rate_limited == ["primary", "secondary"]
+    assert run.pairs == 4 and len(records(tmp_path / "pairs.jsonl")) == 4
+
+
+def test_mine_errors_are_one_line(history, tmp_path):
+    _, url, _, _ = history
+    taken = tmp_path / "notes.jsonl"
+    taken.write_text("mine\n")
+    no_credentials = {"GITHUB_TOKEN": "", "GITHUB_APP_ID": ""}
+    for result, fragment in [
+        (run_mine(url, tmp_path / "a.jsonl", repo="not-a-repo"), "expected OWNER/NAME"),
+        (run_mine(url, taken), "is not a mining run's output"),
+        (run_mine(url, tmp_path / "b.jsonl", env=no_credentials), "set GITHUB_TOKEN"),
+        (run_mine(url, tmp_path / "c.jsonl", env={"GITHUB_TOKEN": "ghp_wrong"}), "GitHub answered 401"),
+    ]:
+        assert result.returncode == 1 and fragment in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr and result.stderr.strip().count("\n") == 0
+
+
+def test_a_run_into_another_repositorys_output_is_refused(tmp_path):
+    run = MiningRun(tmp_path / "pairs.jsonl", "a/b", [1], 2)
+    run.output.write_text("")
+    run.save()
+    assert MiningRun.open(run.output, "a/b").pulls_done == [1]
+    with pytest.raises(RevisorError, match="holds pairs of a/b, not c/d"):
+        MiningRun.open(run.output, "c/d")
