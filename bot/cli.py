@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import signal
 import sys
@@ -51,6 +52,7 @@ def cli(verbose: bool) -> None:
     worker         workers for stored webhook deliveries
     jobs           failed jobs, and queueing them again
     mine           review-to-revision pairs from a repository's pull requests
+    report         how many posted suggestions were applied, per repository and model
     action         the GitHub Action entry point
     prepare-model  build the default model once (done on first use anyway)
     """
@@ -211,6 +213,14 @@ def worker(threads: int, metrics_port: int | None) -> None:
         pool.shutdown()
 
 
+def env_store():
+    """The job store `serve` uses: REVISOR_REDIS_URL, else the SQLite file REVISOR_DATABASE."""
+    from bot.jobs import open_store
+
+    return open_store(os.environ.get("REVISOR_DATABASE", "revisor.db"),
+                      os.environ.get("REVISOR_REDIS_URL") or None)
+
+
 @cli.command()
 @click.option("--requeue", multiple=True, metavar="DELIVERY_ID",
               help="Queue this failed job again, with a fresh set of attempts (repeatable).")
@@ -219,10 +229,7 @@ def jobs(requeue: tuple[str, ...], requeue_all: bool) -> None:
     """List the jobs by status and those that failed for good; queue failed ones again once their
     cause is fixed. Reads the store `serve` uses: REVISOR_DATABASE (default revisor.db) or
     REVISOR_REDIS_URL."""
-    from bot.jobs import open_store
-
-    store = open_store(os.environ.get("REVISOR_DATABASE", "revisor.db"),
-                       os.environ.get("REVISOR_REDIS_URL") or None)
+    store = env_store()
     failed = store.failed()
     for delivery in [d for d, _, _ in failed] if requeue_all else requeue:
         if not store.requeue(delivery):
@@ -235,7 +242,7 @@ def jobs(requeue: tuple[str, ...], requeue_all: bool) -> None:
 
 
 @cli.command()
-@click.option("--repo", required=True, metavar="OWNER/NAME", help="The repository to mine.")
+@click.option("--repo", metavar="OWNER/NAME", help="The repository to mine (with --from-jobs: to export).")
 @click.option("--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Pairs, as JSON lines; run again with the same --output to resume.")
 @click.option("--since", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]),
@@ -243,7 +250,10 @@ def jobs(requeue: tuple[str, ...], requeue_all: bool) -> None:
 @click.option("--limit", type=click.IntRange(1), help="At most the N most recently updated pull requests.")
 @click.option("--max-wait", default=3600, show_default=True, type=click.IntRange(0),
               help="Longest wait, in seconds, for a rate limit to reset before giving up.")
-def mine(repo: str, output: Path, since, limit: int | None, max_wait: int) -> None:
+@click.option("--from-jobs", is_flag=True,
+              help="Export instead the suggestions Revisor posted that were applied, from the job store "
+                   "(REVISOR_DATABASE or REVISOR_REDIS_URL), with the comments they answered.")
+def mine(repo: str | None, output: Path, since, limit: int | None, max_wait: int, from_jobs: bool) -> None:
     """Mine review-to-revision pairs from a repository's pull requests: each review comment whose
     lines a later commit of the same pull request changed. The records train (`revisor train`),
     split (`revisor data split --by-time`) and benchmark (`revisor bench`) as they are.
@@ -261,8 +271,13 @@ def mine(repo: str, output: Path, since, limit: int | None, max_wait: int) -> No
     from bot.mining import MiningRun
     from bot.mining import mine as mine_pairs
 
-    if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo):
+    if repo is not None and not re.fullmatch(r"[\w.-]+/[\w.-]+", repo):
         raise RevisorError(f"--repo {repo!r}: expected OWNER/NAME, e.g. octocat/hello-world")
+    if from_jobs:
+        export_applied(output, repo)
+        return
+    if repo is None:
+        raise RevisorError("pass --repo OWNER/NAME (or --from-jobs to export applied suggestions)")
     since = since.replace(tzinfo=UTC) if since else None
     run = MiningRun.open(output, repo)
     try:
@@ -277,6 +292,52 @@ def mine(repo: str, output: Path, since, limit: int | None, max_wait: int) -> No
     click.echo(f"{run.pairs} pair(s) from {len(run.pulls_done)} pull request(s) in {output}")
     for reason, count in run.skipped.most_common():
         click.echo(f"skipped {count}: {reason}")
+
+
+def export_applied(output: Path, repo: str | None) -> None:
+    """`revisor mine --from-jobs`: the applied suggestions that answered a reviewer, as pairs."""
+    from bot.outcomes import applied_records
+
+    if output.exists():
+        raise RevisorError(f"{output} exists: pass a new --output")
+    records, unprompted = applied_records(env_store().suggestions(), repo)
+    output.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    click.echo(f"{len(records)} pair(s) from applied suggestions in {output}"
+               + (f"; {unprompted} applied in unprompted reviews answer no comment and are left out"
+                  if unprompted else ""))
+
+
+@cli.command()
+@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text",
+              show_default=True)
+def report(output_format: str) -> None:
+    """How many posted suggestions were applied, per repository and per model/adapter.
+
+    From the job store (REVISOR_DATABASE or REVISOR_REDIS_URL). A suggestion is applied when a
+    later head holds its lines where the commented ones were, changed when those lines were
+    rewritten otherwise, left when the pull request closed without touching them, and pending
+    until then. Acceptance is applied / (applied + changed + left).
+    """
+    from bot.outcomes import OUTCOMES, acceptance
+
+    posted = env_store().suggestions()
+    tables = {"repository": acceptance(posted, lambda s: s.repo),
+              "model": acceptance(posted, lambda s: s.model)}
+    if output_format == "json":
+        click.echo(json.dumps(tables, indent=2))
+        return
+    if not posted:
+        click.echo("no suggestions posted yet")
+        return
+    columns = ["posted", *OUTCOMES, "pending"]
+    for title, rows in tables.items():
+        width = max(len(title), *(len(r["group"]) for r in rows))
+        click.echo(f"{title:<{width}}  " + "  ".join(f"{c:>7}" for c in columns) + "  acceptance")
+        for row in rows:
+            rate = "-" if row["acceptance"] is None else f"{row['acceptance']:.1%}"
+            counts = "  ".join(f"{row[c]:>7}" for c in columns)
+            click.echo(f"{row['group']:<{width}}  {counts}  {rate:>10}")
+        click.echo()
 
 
 @cli.command()

@@ -1,9 +1,11 @@
-"""Unified diffs (via unidiff) to the regions of new-side code that Revisor revises."""
+"""Unified diffs (via unidiff) to the regions of new-side code that Revisor revises, and lines
+followed from one version of a file to the next (difflib)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from difflib import SequenceMatcher
 
 from unidiff import PatchSet
 from unidiff.errors import UnidiffParseError
@@ -116,3 +118,28 @@ def parse_diff(text: str) -> Diff:
     if not len(patch):
         raise DiffError("no file changes found: pass the output of `git diff` (a unified diff)")
     return Diff(patch)
+
+
+Opcodes = list[tuple[str, int, int, int, int]]
+
+
+def line_opcodes(old: list[str], new: list[str]) -> Opcodes:
+    return SequenceMatcher(None, old, new, autojunk=False).get_opcodes()
+
+
+def touched(ops: Opcodes, start: int, end: int) -> bool:
+    """Whether a change replaces or deletes one of lines [start, end), or inserts lines among them
+    or right beside them ("add a check after this")."""
+    return any(tag != "equal" and (i1 < end and i2 > start if i1 < i2 else start <= i1 <= end)
+               for tag, i1, i2, _, _ in ops)
+
+
+def follow(ops: Opcodes, start: int, end: int) -> tuple[int, int]:
+    """Where lines [start, end) of the old text are in the new. A boundary inside a changed block
+    widens to the whole block, so the span keeps every line a change touched."""
+    def position(at: int, first: bool) -> int:
+        found = [j1 + at - i1 if tag == "equal" else (j1 if first else j2)
+                 for tag, i1, i2, j1, j2 in ops if i1 <= at <= i2]
+        return min(found) if first else max(found)
+
+    return position(start, True), position(end, False)

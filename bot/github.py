@@ -87,6 +87,19 @@ def file_patch_diff(files) -> str:
     return "".join(parts)
 
 
+def file_lines(repo: Repository, path: str, ref: str) -> list[str] | None:
+    """The lines of `path` at `ref`; None where it is not a file there."""
+    try:
+        content = repo.get_contents(path, ref=ref)
+    except GithubException as error:
+        if error.status == 404:
+            return None
+        raise
+    if isinstance(content, list):  # a directory
+        return None
+    return content.decoded_content.decode("utf-8", errors="replace").splitlines()
+
+
 def by_app(item) -> bool:
     """Written by an App (Revisor, or the Actions bot that runs it), never by a person: a hidden
     marker in a person's comment must not stop Revisor or change what it reviews."""
@@ -117,6 +130,9 @@ class PullRequestAPI:
 
     def compare_diff(self, base_sha: str, head_sha: str) -> Diff:
         return parse_diff(file_patch_diff(self.repo.compare(base_sha, head_sha).files))
+
+    def file_lines(self, path: str, ref: str) -> list[str] | None:
+        return file_lines(self.repo, path, ref)
 
     def config_text(self) -> str | None:
         """`.github/revisor.yml` from the base branch, never from the pull request's head."""

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 from bot.config import RepoConfig
 from bot.github import PullRequestAPI
-from bot.metrics import SUGGESTIONS
+from bot.jobs import JobStore
+from bot.metrics import SUGGESTION_OUTCOMES, SUGGESTIONS
+from bot.outcomes import PostedSuggestion, settle
 from bot.pipeline import CONTEXT_LINES, Budget, Suggestion, review
 from bot.placement import (
     Placed,
@@ -26,7 +29,7 @@ from model.errors import DiffError
 from model.reviser import Reviser
 from model.schema import LowConfidence, NoRevision
 
-PULL_REQUEST_ACTIONS = {"opened", "reopened", "ready_for_review", "synchronize"}
+PULL_REQUEST_ACTIONS = {"opened", "reopened", "ready_for_review", "synchronize", "closed"}
 REVIEW_COMMAND = re.compile(r"^[ \t]*/revisor[ \t]+review\b", re.I | re.M)
 """Linear in the comment's length: `\s*` after `^` in multi-line mode would rescan every run of
 blank lines from each of its starts."""
@@ -74,17 +77,43 @@ class ReviewContext:
     log: logging.LoggerAdapter
     lock: Callable[[str], AbstractContextManager] = lambda key: nullcontext()
     """A lock shared by every worker (the job store's), by name."""
+    ledger: JobStore | None = None
+    """Where posted suggestions and their outcomes are kept (none in a GitHub Actions run)."""
+
+    @property
+    def repo(self) -> str:
+        return str(field(self.payload, "repository", "full_name"))
+
+    @property
+    def pull_key(self) -> str:
+        pull = self.payload.get("pull_request") or self.payload.get("issue") or {}
+        return f"{self.repo}#{pull.get('number')}"
 
     def post_once(self, print_: str, write: Callable[[], None]) -> bool:
         """Write what carries fingerprint `print_` unless it is on the pull request already; one
         job of the pull request at a time checks and writes, so two jobs never both post."""
-        pull = self.payload.get("pull_request") or self.payload.get("issue") or {}
-        key = f"{(self.payload.get('repository') or {}).get('full_name')}#{pull.get('number')}"
-        with self.lock(key):
+        with self.lock(self.pull_key):
             if print_ in self.api.posted_fingerprints():
                 return False
             write()
             return True
+
+    def record(self, posted: PostedSuggestion) -> None:
+        if self.ledger is not None:
+            self.ledger.save_suggestion(posted)
+
+    def settle_outcomes(self, head: str, closed: bool) -> str:
+        """Record what became of the pull request's pending suggestions at `head`."""
+        if self.ledger is None:
+            return ""
+        with self.lock(self.pull_key):
+            pending = [s for s in self.ledger.suggestions(self.pull_key) if s.outcome == "pending"]
+            settled = settle(pending, self.api.file_lines, head, closed) if pending else []
+            for posted in settled:
+                self.ledger.save_suggestion(posted)
+                SUGGESTION_OUTCOMES.labels(posted.outcome).inc()
+        counts = {o: sum(s.outcome == o for s in settled) for o in ("applied", "changed", "left")}
+        return ", ".join(f"{n} suggestion(s) {o}" for o, n in counts.items() if n)
 
 
 @dataclass
@@ -105,8 +134,18 @@ class Handlers:
         return (f"<sub>Automatic suggestion by Revisor ({self.model_label}{sure}); review it before "
                 "you commit it.</sub>")
 
+    def model_name(self, config: RepoConfig) -> str:
+        return self.model_label + (f" + {config.adapter}" if config.adapter else "")
+
     def handle(self, ctx: ReviewContext) -> str:
         """Act on the delivery; return what was done, for the job record and the logs."""
+        action = ctx.payload.get("action")
+        if ctx.event == "pull_request" and action in ("synchronize", "closed"):
+            settled = ctx.settle_outcomes(ctx.payload["pull_request"]["head"]["sha"], action == "closed")
+            if action == "closed":
+                return settled or "closed: no suggestion was pending"
+            if settled:
+                ctx.log.info("outcomes: %s", settled)
         config = RepoConfig.parse(ctx.api.config_text())
         author = ctx.payload.get("comment") or ctx.payload.get("pull_request") or {}
         association = author.get("author_association", "NONE")
@@ -124,6 +163,13 @@ class Handlers:
         if ctx.event == "issue_comment":
             return self.review_pull_request(ctx, config, ctx.api.pull.head.sha)
         return f"{ctx.event} is not handled"
+
+    def posted(self, ctx: ReviewContext, config: RepoConfig, print_: str, commit: str,
+               suggestion: Suggestion) -> PostedSuggestion:
+        region = suggestion.region
+        return PostedSuggestion(print_, ctx.repo, ctx.api.pull.number, commit, region.path, region.start,
+                                region.end, region.code, suggestion.replacement, suggestion.rationale or "",
+                                self.model_name(config), time.time())
 
     def mentions(self, text: str) -> bool:
         return bool(re.search(rf"(^|\s)(/revise\b|@{re.escape(self.bot_name)}\b)", text, re.I))
@@ -163,6 +209,8 @@ class Handlers:
         if not ctx.post_once(print_, lambda: ctx.api.reply(thread, body)):
             return "already answered"
         SUGGESTIONS.labels("posted").inc()
+        ctx.record(self.posted(ctx, config, print_, comment.get("commit_id") or ctx.api.pull.head.sha,
+                               suggestion))
         return f"replied with a suggestion for {region.location}"
 
     def review_pull_request(self, ctx: ReviewContext, config: RepoConfig, head_sha: str) -> str:
@@ -197,5 +245,9 @@ class Handlers:
         if not ctx.post_once(print_, lambda: ctx.api.review(head_sha, body, comments)):
             return "already reviewed this head"
         SUGGESTIONS.labels("posted").inc(len(comments))
+        for p in placed:
+            location = p.suggestion.region.location
+            ctx.record(self.posted(ctx, config, fingerprint("review", head_sha, location), head_sha,
+                                   p.suggestion))
         SUGGESTIONS.labels("in review body").inc(len(notes))
         return f"posted a review with {len(comments)} suggestion(s)"

@@ -1,4 +1,5 @@
-"""Durable webhook deliveries as jobs: stored before GitHub gets its answer, done once.
+"""Durable webhook deliveries as jobs: stored before GitHub gets its answer, done once; and the
+ledger of the suggestions posted, with what became of them.
 
 `JobStore` is the seam, with two implementations: `SQLiteJobStore` (an embedded database file,
 the default, for one machine) and `RedisJobStore` (a Redis stream with a consumer group, for
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Protocol
 from uuid import uuid4
 
+from bot.outcomes import PostedSuggestion
 from model.errors import RevisorError
 
 MAX_ATTEMPTS = 5
@@ -89,6 +91,15 @@ class JobStore(Protocol):
 
     def unlock(self, key: str, holder: str) -> None: ...
 
+    def save_suggestion(self, posted: PostedSuggestion) -> None:
+        """Record a posted suggestion, or its outcome (the same key again)."""
+        ...
+
+    def suggestions(self, pull_key: str | None = None) -> list[PostedSuggestion]:
+        """The suggestions posted (on pull request `owner/name#number` only, when given), oldest
+        first."""
+        ...
+
 
 @contextmanager
 def locked(store: JobStore, key: str, seconds: float = 60.0, wait_s: float = 120.0):
@@ -130,6 +141,9 @@ class SQLiteJobStore:
             db.execute("CREATE INDEX IF NOT EXISTS by_status ON deliveries (status, received_at)")
             db.execute("CREATE TABLE IF NOT EXISTS locks (key TEXT PRIMARY KEY, holder TEXT NOT NULL, "
                        "until REAL NOT NULL)")
+            db.execute("CREATE TABLE IF NOT EXISTS suggestions (key TEXT PRIMARY KEY, "
+                       "pull_key TEXT NOT NULL, posted_at REAL NOT NULL, data TEXT NOT NULL)")
+            db.execute("CREATE INDEX IF NOT EXISTS by_pull ON suggestions (pull_key)")
 
     def _db(self) -> sqlite3.Connection:
         """One connection per thread; FULL sync so a stored delivery survives a crash."""
@@ -213,6 +227,18 @@ class SQLiteJobStore:
                 "WHERE delivery_id = ? AND status = 'failed'", (delivery_id,))
         return cursor.rowcount == 1
 
+    def save_suggestion(self, posted: PostedSuggestion) -> None:
+        with self._write:
+            self._db().execute(
+                "INSERT INTO suggestions (key, pull_key, posted_at, data) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET data = excluded.data",
+                (posted.key, posted.pull_key, posted.posted_at, posted.to_json()))
+
+    def suggestions(self, pull_key: str | None = None) -> list[PostedSuggestion]:
+        where, args = ("WHERE pull_key = ?", (pull_key,)) if pull_key else ("", ())
+        rows = self._db().execute(f"SELECT data FROM suggestions {where} ORDER BY posted_at", args)
+        return [PostedSuggestion.from_json(data) for (data,) in rows]
+
 
 # Redis keys share one hash tag, so the scripts below also run on a Redis Cluster.
 STREAM, GROUP = "{revisor}:jobs", "workers"
@@ -221,6 +247,7 @@ ATTEMPTS, ERRORS = "{revisor}:attempts", "{revisor}:errors"
 DELAYED, DELAYED_JOBS = "{revisor}:delayed", "{revisor}:delayed-jobs"  # retries waiting for their time
 FAILED_JOBS = "{revisor}:failed-jobs"  # what a failed job needs to be queued again
 DIGESTS = "{revisor}:digests"  # of every body stored
+SUGGESTIONS = "{revisor}:suggestions"  # key -> a posted suggestion, as JSON
 
 # A delivery is queued once: its id and its body's digest are recorded and the job added in one
 # atomic step.
@@ -380,6 +407,20 @@ class RedisJobStore:
 
     def unlock(self, key: str, holder: str) -> None:
         self._unlock(keys=[f"{{revisor}}:lock:{key}"], args=[holder])
+
+    def save_suggestion(self, posted: PostedSuggestion) -> None:
+        with self.redis.pipeline() as pipe:  # MULTI/EXEC: the entry and its index together
+            pipe.hset(SUGGESTIONS, posted.key, posted.to_json())
+            pipe.sadd(f"{SUGGESTIONS}:{posted.pull_key}", posted.key)
+            pipe.execute()
+
+    def suggestions(self, pull_key: str | None = None) -> list[PostedSuggestion]:
+        if pull_key:
+            keys = list(self.redis.smembers(f"{SUGGESTIONS}:{pull_key}"))
+            values = self.redis.hmget(SUGGESTIONS, keys) if keys else []
+        else:
+            values = self.redis.hvals(SUGGESTIONS)
+        return sorted((PostedSuggestion.from_json(v) for v in values if v), key=lambda s: s.posted_at)
 
     def requeue(self, delivery_id: str) -> bool:
         return self._requeue(keys=[FAILED_JOBS, STREAM, ATTEMPTS, STATUS, COUNTS], args=[delivery_id]) == 1

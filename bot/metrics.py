@@ -23,6 +23,10 @@ SUGGESTIONS = Counter("revisor_suggestions", "Revisions by what became of them: 
                       "noted in a review body (no placeable lines), held back (below the confidence "
                       "threshold), or skipped (no revision)",
                       ["outcome"], registry=REGISTRY)
+SUGGESTION_OUTCOMES = Counter("revisor_suggestion_outcomes", "Posted suggestions by what the pull request "
+                              "did with them: applied (committed as suggested), changed (those lines "
+                              "rewritten otherwise) or left (closed with them as they were)",
+                              ["outcome"], registry=REGISTRY)
 GITHUB_ERRORS = Counter("revisor_github_api_errors", "Error answers of the GitHub API, retried or not, "
                         "by HTTP status", ["status"], registry=REGISTRY)
 

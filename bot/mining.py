@@ -18,15 +18,15 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from difflib import SequenceMatcher
 from functools import lru_cache
 from pathlib import Path
 
-from github import GithubException
 from github.PullRequest import PullRequest
 from github.PullRequestComment import PullRequestComment
 from github.Repository import Repository
 
+from bot.diff import follow, line_opcodes, touched
+from bot.github import file_lines
 from model.errors import RevisorError
 from model.languages import language_of_path
 from model.schema import Example
@@ -34,31 +34,6 @@ from training.datasets import codereviewer_record
 
 CONTEXT_LINES = 3
 """Lines around the commented ones in each record, as in CodeReviewer's hunks."""
-
-
-Opcodes = list[tuple[str, int, int, int, int]]
-
-
-def line_opcodes(old: list[str], new: list[str]) -> Opcodes:
-    return SequenceMatcher(None, old, new, autojunk=False).get_opcodes()
-
-
-def touched(ops: Opcodes, start: int, end: int) -> bool:
-    """Whether a change replaces or deletes one of lines [start, end), or inserts lines among them
-    or right beside them ("add a check after this")."""
-    return any(tag != "equal" and (i1 < end and i2 > start if i1 < i2 else start <= i1 <= end)
-               for tag, i1, i2, _, _ in ops)
-
-
-def follow(ops: Opcodes, start: int, end: int) -> tuple[int, int]:
-    """Where lines [start, end) of the old text are in the new. A boundary inside a changed block
-    widens to the whole block, so the span keeps every line a change touched."""
-    def position(at: int, first: bool) -> int:
-        found = [j1 + at - i1 if tag == "equal" else (j1 if first else j2)
-                 for tag, i1, i2, j1, j2 in ops if i1 <= at <= i2]
-        return min(found) if first else max(found)
-
-    return position(start, True), position(end, False)
 
 
 @dataclass
@@ -73,15 +48,7 @@ class PullHistory:
         self.files_of = lru_cache(maxsize=256)(self._files_of)
 
     def _lines_at(self, sha: str, path: str) -> list[str] | None:
-        try:
-            content = self.repo.get_contents(path, ref=sha)
-        except GithubException as error:
-            if error.status == 404:
-                return None
-            raise
-        if isinstance(content, list):  # a directory
-            return None
-        return content.decoded_content.decode("utf-8", errors="replace").splitlines()
+        return file_lines(self.repo, path, sha)
 
     def _files_of(self, sha: str) -> dict[str, tuple[str, str]]:
         """What commit `sha` did to each file it touched: old name -> (status, new name)."""

@@ -55,7 +55,7 @@ class Worker:
                 self._handlers = self._make_handlers()
             api = self.open_api(job.payload)
             ctx = ReviewContext(job.delivery_id, job.event, job.payload, api, logger,  # type: ignore[arg-type]
-                                lambda key: locked(self.store, key, self.lease_seconds))
+                                lambda key: locked(self.store, key, self.lease_seconds), self.store)
             outcome = self._handlers.handle(ctx)
         except RevisorError as error:  # a bad .github/revisor.yml, say: the same again next time
             logger.error("job failed for good, nothing will change by retrying it: %s", error)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from tests.github_server import FakeGitHub, PullRequest, git, new_app_key
+from tests.github_server import GIT_STATUS, FakeGitHub, PullRequest, git, new_app_key
 
 REPO = "octo-org/shop"
 APP_ID = "5151"
@@ -65,6 +65,16 @@ def commit(repo: Path, message: str, files: dict[str, str | None],
         git(repo, "add", path)
     git(repo, "-c", "user.name=Dev", "-c", "user.email=dev@example.com", "commit", "-q", "-m", message)
     return git(repo, "rev-parse", "HEAD").strip()
+
+
+def pull_files(repo: Path, base: str, head: str) -> list[dict]:
+    """A pull request's files as GitHub lists them, each with its status and patch."""
+    files = []
+    for line in git(repo, "diff", "--name-status", base, head).splitlines():
+        status, *_, path = line.split("\t")
+        patch = git(repo, "diff", base, head, "--", path)
+        files.append({"filename": path, "status": GIT_STATUS[status[0]], "patch": patch[patch.index("@@"):]})
+    return files
 
 
 def comment(pull: int, comment_id: int, path: str, line: int | None, body: str, commit_id: str, when: str,

@@ -129,9 +129,9 @@ def test_which_events_become_jobs():
     assert not wanted("pull_request_review_comment", s.review_comment_payload(sender="Bot"))
     edited = {**s.review_comment_payload(), "action": "edited"}
     assert not wanted("pull_request_review_comment", edited)
-    for action in ("opened", "reopened", "ready_for_review", "synchronize"):
+    for action in ("opened", "reopened", "ready_for_review", "synchronize", "closed"):  # closed: outcomes
         assert wanted("pull_request", s.pull_request_payload(action))
-    assert not wanted("pull_request", s.pull_request_payload("closed"))
+    assert not wanted("pull_request", s.pull_request_payload("labeled"))
     issue = s.fixture_payload("issue_comment/created.payload.json")
     issue["issue"]["pull_request"] = {"url": "x"}
     issue["comment"]["body"] = "/revisor review please"

@@ -1,0 +1,143 @@
+"""What became of posted suggestions: the bot answers three comments on a pull request over a real
+git history, a push applies one as GitHub's "Commit suggestion" would, rewrites another and
+leaves the third; closing settles it. Recorded in both job stores, counted in /metrics, reported
+by `revisor report`, exported by `revisor mine --from-jobs`."""
+
+import json
+import logging
+import os
+import subprocess
+import sys
+
+import pytest
+
+from bot.github import PullRequestAPI, app_client
+from bot.handlers import Handlers, ReviewContext, wanted
+from bot.jobs import RedisJobStore, SQLiteJobStore, locked
+from bot.metrics import REGISTRY
+from bot.outcomes import PostedSuggestion, judge
+from model.prompts import ZeroShot
+from model.reviser import Reviser
+from tests import bot_scenario as s
+from tests.conftest import ROOT
+from tests.fakes import FakeEngine
+from tests.github_server import FakeGitHub, PullRequest, ServerThread, create_github_app, new_app_key
+from tests.repo_history import commit, pull_files
+from training.datasets import load_dataset
+
+SHOP = """def count(items):
+    n = 0
+    for item in items:
+        n = n + 1
+    return n
+
+
+def names(items):
+    result = []
+    for item in items:
+        result.append(item.name)
+    return result
+
+
+def first(items):
+    return items[0]
+"""
+ANSWERS = {  # the model's answer for the code under each comment
+    "        n = n + 1\n": "```python\nn += 1\n```",
+    "    result = []\n    for item in items:\n        result.append(item.name)\n    return result\n":
+        "```python\nreturn [item.name for item in items]\n```",
+    "    return items[0]\n": "```python\nreturn items[0] if items else None\n```",
+}
+COMMENTS = [(301, 4, 4, "/revise use +="), (302, 9, 12, "/revise a list comprehension"),
+            (303, 16, 16, "/revise what if it is empty?")]
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def ledger(request, tmp_path):
+    if request.param == "redis":
+        url = request.getfixturevalue("redis_url")
+        return RedisJobStore(url), {"REVISOR_REDIS_URL": url}
+    return SQLiteJobStore(tmp_path / "jobs.db"), {"REVISOR_DATABASE": str(tmp_path / "jobs.db")}
+
+
+def outcomes(store) -> float:
+    return {o: REGISTRY.get_sample_value("revisor_suggestion_outcomes_total", {"outcome": o}) or 0
+            for o in ("applied", "changed", "left")}
+
+
+def test_applied_changed_and_left_after_a_push_and_on_close(ledger, tmp_path):
+    store, store_env = ledger
+    repo = tmp_path / "repo"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
+    base = commit(repo, "start", {"README.md": "# shop\n"})
+    first_head = commit(repo, "shop", {"app/shop.py": SHOP})
+    private, public = new_app_key()
+    gh = FakeGitHub(s.APP_ID, public, s.INSTALLATION, s.REPO, git=repo)
+    pull = gh.pulls[s.PR] = PullRequest(s.PR, first_head, "main", pull_files(repo, base, first_head),
+                                        commits=[first_head])
+    engine = FakeEngine(ANSWERS.__getitem__)
+    handlers = Handlers(lambda strategy, adapter: Reviser(engine, ZeroShot()), "fake")
+    before = outcomes(store)
+    with ServerThread(create_github_app(gh)) as url:
+        def handle(event: str, payload: dict) -> str:
+            api = PullRequestAPI.open(app_client(url, s.APP_ID, private, s.INSTALLATION), s.REPO, s.PR)
+            ctx = ReviewContext("d", event, payload, api, logging.LoggerAdapter(logging.getLogger()),
+                                lambda key: locked(store, key), store)
+            return handlers.handle(ctx)
+
+        for comment_id, start, end, body in COMMENTS:
+            payload = s.review_comment_payload(body, comment_id=comment_id)
+            payload["comment"].update(path="app/shop.py", start_line=start if start != end else None,
+                                      line=end, commit_id=first_head)
+            pull.review_comments.append(dict(payload["comment"]))
+            assert handle("pull_request_review_comment", payload).startswith("replied with a suggestion")
+        key = f"{s.REPO}#{s.PR}"
+        posted = store.suggestions(key)
+        assert [(p.start, p.end, p.outcome) for p in posted] == [(4, 4, "pending"), (9, 12, "pending"),
+                                                                  (16, 16, "pending")]
+        assert posted[0].suggestion == "        n += 1\n" and posted[0].comment == "use +="
+
+        pushed = SHOP.replace("n = n + 1", "n += 1").replace(  # the first as suggested; the second otherwise
+            "    result = []\n    for item in items:\n        result.append(item.name)\n    return result",
+            "    return list(map(lambda item: item.name, items))")
+        head = commit(repo, "review fixes", {"app/shop.py": "import os\n\n" + pushed})
+        pull.head_sha, pull.commits = head, [first_head, head]
+        pull.files = pull_files(repo, base, head)
+        push = s.pull_request_payload("synchronize")
+        push["pull_request"]["head"]["sha"] = head
+        handle("pull_request", push)
+        assert [p.outcome for p in store.suggestions(key)] == ["applied", "changed", "pending"]
+        closed = {**s.pull_request_payload("closed")}
+        closed["pull_request"]["head"]["sha"] = head
+        assert wanted("pull_request", closed)
+        assert handle("pull_request", closed) == "1 suggestion(s) left"
+        assert [p.outcome for p in store.suggestions(key)] == ["applied", "changed", "left"]
+        assert handle("pull_request", closed) == "closed: no suggestion was pending"  # settled once
+    after = outcomes(store)
+    assert {o: after[o] - before[o] for o in after} == {"applied": 1, "changed": 1, "left": 1}
+
+    def revisor(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "bot.cli", *args], cwd=ROOT, capture_output=True,
+                              text=True, timeout=60, env={**os.environ, **store_env})
+
+    report = revisor("report")
+    assert report.returncode == 0, report.stderr
+    assert f"{s.REPO}        3        1        1        1        0       33.3%" in report.stdout
+    rows = json.loads(revisor("report", "--format", "json").stdout)
+    assert rows["model"] == [{"group": "fake", "posted": 3, "pending": 0, "applied": 1, "changed": 1,
+                              "left": 1, "acceptance": 1 / 3}]
+    exported = tmp_path / "applied.jsonl"
+    result = revisor("mine", "--from-jobs", "--output", str(exported))
+    assert result.returncode == 0 and "1 pair(s) from applied suggestions" in result.stdout, result.stderr
+    [pair] = load_dataset(exported).examples
+    assert (pair.code_before, pair.comment, pair.code_after) == ("        n = n + 1", "use +=",
+                                                                 "        n += 1")
+
+
+def test_judge_reads_only_the_lines_at_their_place():
+    posted = PostedSuggestion("k", "o/r", 1, "c", "a.py", 2, 3, "b\nc\n", "B\nC\n", "fix", "m", 0.0)
+    before = ["a", "b", "c", "d"]
+    assert judge(posted, before, ["a", "b", "c", "d", "B", "C"]) == "pending"  # elsewhere, not there
+    assert judge(posted, before, ["x", "a", "B", "C", "d"]) == "applied"
+    assert judge(posted, before, ["a", "B", "c", "d"]) == "changed"
+    assert judge(posted, before, None) == "changed"
