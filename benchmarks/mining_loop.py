@@ -1,0 +1,98 @@
+"""The team loop of docs/training.md, end to end on a replayed repository: mine, split by time,
+train, calibrate.
+
+    python -m benchmarks.mining_loop --records ../shared/datasets/codereview-new/validation.jsonl \\
+        --count 240 --dev-size 40 --output runs/mining-loop
+
+GitHub cannot be reached from the machines this was measured on, so the repository is replayed:
+each of the first COUNT records becomes a pull request in a real git repository served by the
+tests' GitHub-like server (a commit with the code under review, the reviewer's comment on its
+lines, a later commit with the revised code; one pull request an hour). Then the commands a team
+runs: `revisor mine` over the REST API, `revisor data split --by-time`, `revisor train` on the
+older pairs, `revisor calibrate` on the newest. Prints what each step gave and took.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from tests.github_server import FakeGitHub, PullRequest, ServerThread, create_github_app, new_app_key
+from tests.repo_history import comment, commit
+from training.datasets import load_dataset
+
+REPO = "team/replayed"
+TOKEN = "ghp_" + "r" * 36
+
+
+def replay(records: str, count: int, root: Path) -> FakeGitHub:
+    """A repository whose pull requests are the first `count` review-to-revision records."""
+    repo = root / "repo"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
+    base = commit(repo, "start", {"README.md": "# replayed\n"})
+    gh = FakeGitHub("1", new_app_key()[1], 1, REPO, git=repo, per_page_cap=100)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    for number, example in enumerate(load_dataset(records).examples[:count], start=1):
+        when = (start + timedelta(hours=number)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        path = f"src/change_{number}.{example.language.lstrip('.') or 'txt'}"
+        subprocess.run(["git", "-C", str(repo), "checkout", "-q", "-B", f"pr{number}", base], check=True)
+        seen = commit(repo, "for review", {path: example.code_before + "\n"})
+        revised = commit(repo, "after review", {path: example.code_after + "\n"})
+        lines = len(example.code_before.split("\n"))
+        pull = PullRequest(number, revised, "main", [], commits=[seen, revised], created_at=when,
+                           updated_at=when)
+        pull.review_comments = [comment(number, number, path, lines, example.comment, seen, when,
+                                        start=1 if lines > 1 else None)]
+        gh.pulls[number] = pull
+    return gh
+
+
+def revisor(*args: str, env: dict | None = None) -> tuple[subprocess.CompletedProcess, float]:
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "bot.cli", *args], capture_output=True, text=True,
+                            env={**os.environ, **(env or {})})
+    if result.returncode != 0:
+        sys.exit(f"revisor {' '.join(args)} failed:\n{result.stderr[-2000:]}")
+    return result, time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--records", required=True, help="Review-to-revision records to replay.")
+    parser.add_argument("--count", type=int, default=240)
+    parser.add_argument("--dev-size", type=int, default=40)
+    parser.add_argument("--output", default="runs/mining-loop")
+    args = parser.parse_args()
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    gh = replay(args.records, args.count, out)
+    gh.tokens.add(TOKEN)
+    figures = {}
+    with ServerThread(create_github_app(gh)) as url:
+        mined, seconds = revisor("mine", "--repo", REPO, "--output", str(out / "pairs.jsonl"),
+                                 env={"GITHUB_API_URL": url, "GITHUB_TOKEN": TOKEN})
+    figures["mine"] = {"seconds": round(seconds, 1), "requests": len(gh.requests),
+                       "summary": mined.stdout.strip().splitlines()}
+    split, _ = revisor("data", "split", str(out / "pairs.jsonl"), "--by-time", "--dev-size",
+                       str(args.dev_size), "--output", str(out / "split"))
+    summary = json.loads(split.stdout)
+    figures["split"] = {k: summary[k] for k in ("train", "dev", "dev_since")}
+    _, seconds = revisor("train", "--data", str(out / "split" / "train.jsonl"), "--output",
+                         str(out / "adapter"), "--max-length", "256", "--learning-rate", "1e-3", "--resume")
+    metadata = json.loads((out / "adapter" / "revisor_train.json").read_text())
+    kept = ("train_records", "too_long_skipped", "steps", "train_loss", "train_tokens_per_s")
+    figures["train"] = {"seconds": round(seconds, 1), **{k: metadata[k] for k in kept}}
+    calibrated, seconds = revisor("calibrate", "--dataset", str(out / "split" / "dev.jsonl"), "--adapter",
+                                  str(out / "adapter"), "--target-precision", "0.3")
+    figures["calibrate"] = {"seconds": round(seconds, 1), "output": calibrated.stdout.strip().splitlines()}
+    print(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()
