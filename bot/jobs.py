@@ -341,9 +341,18 @@ class RedisJobStore:
                 raise
         except (ValueError, redis.RedisError) as error:
             raise RevisorError(f"REVISOR_REDIS_URL: cannot use Redis at {url} ({error})") from None
-        self.consumer = f"{socket.gethostname()}-{os.getpid()}-{uuid4().hex[:8]}"
+        self._process = f"{socket.gethostname()}-{os.getpid()}-{uuid4().hex[:8]}"
+        self._cursor = "0-0"
+        """Where XAUTOCLAIM goes on looking for jobs whose lease ran out: each call scans a few
+        pending entries, so starting from the beginning every time would never reach the rest."""
         self._enqueue, self._extend, self._settle, self._promote, self._requeue, self._unlock = (
             self.redis.register_script(s) for s in (ENQUEUE, EXTEND, SETTLE, PROMOTE, REQUEUE, UNLOCK))
+
+    @property
+    def consumer(self) -> str:
+        """One consumer per worker thread: the lease is the pair (entry, consumer), so a thread
+        whose lease ran out cannot settle the job another thread of its process took over."""
+        return f"{self._process}-{threading.get_ident()}"
 
     def enqueue(self, delivery_id: str, event: str, payload: bytes) -> bool:
         return self._enqueue(keys=[STATUS, STREAM, DIGESTS], args=[delivery_id, event, payload,
@@ -353,8 +362,9 @@ class RedisJobStore:
         self._promote(keys=[DELAYED, DELAYED_JOBS, STREAM], args=[time.time()])
         while True:
             # First a job whose holder let its lease run out, then a new one.
-            _, entries, *_ = self.redis.xautoclaim(STREAM, GROUP, self.consumer,
-                                                   int(lease_seconds * 1000), count=1)
+            cursor, entries, *_ = self.redis.xautoclaim(
+                STREAM, GROUP, self.consumer, int(lease_seconds * 1000), start_id=self._cursor, count=1)
+            self._cursor = cursor.decode() if isinstance(cursor, bytes) else cursor
             if not entries:
                 read = self.redis.xreadgroup(GROUP, self.consumer, {STREAM: ">"}, count=1)
                 entries = read[0][1] if read else []

@@ -7,6 +7,7 @@ import logging
 import sqlite3
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -233,15 +234,25 @@ def test_a_worker_outlives_store_errors_and_healthz_reports_dead_workers(github,
     thread.join(5)
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+class InThread:
+    """A store whose every call runs in one other thread: a second worker thread of a process."""
+
+    def __init__(self, store):
+        self.store, self.pool = store, ThreadPoolExecutor(max_workers=1)
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: self.pool.submit(getattr(self.store, name), *args, **kwargs).result()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "redis", "redis, one process"])
 def test_a_job_belongs_to_the_worker_holding_its_lease(kind, request, tmp_path):
     def open_store():  # a worker process of its own
-        if kind == "redis":
+        if kind.startswith("redis"):
             return RedisJobStore(request.getfixturevalue("redis_url"))
         return SQLiteJobStore(tmp_path / "jobs.db")
 
     first = open_store()
-    second = open_store()
+    second = InThread(first) if kind == "redis, one process" else open_store()
     assert first.enqueue("d", "pull_request", b"{}")
     mine = first.claim(lease_seconds=0.4)
     assert mine.delivery_id == "d"
@@ -259,6 +270,19 @@ def test_a_job_belongs_to_the_worker_holding_its_lease(kind, request, tmp_path):
     assert first.claim(lease_seconds=0.4).attempts == 3  # the late heartbeat did not keep it
     second.finish(theirs, "boom")  # nor may the second settle it now
     assert second.counts() == {"running": 1}
+
+
+def test_a_lapsed_lease_behind_many_live_ones_is_taken_over(redis_url):
+    """XAUTOCLAIM looks at a few pending entries a call: the search goes on where it stopped."""
+    holder, other = RedisJobStore(redis_url), RedisJobStore(redis_url)
+    for n in range(25):
+        holder.enqueue(f"d{n}", "pull_request", f'{{"n": {n}}}'.encode())
+    held = [holder.claim(lease_seconds=0.3) for _ in range(25)]
+    time.sleep(0.4)
+    for job in held[:-1]:  # every heartbeat but the last job's
+        holder.extend(job, 30)
+    taken = [other.claim(lease_seconds=0.3) for _ in range(5)]
+    assert [j.delivery_id for j in taken if j] == ["d24"]
 
 
 @pytest.fixture
