@@ -7,6 +7,7 @@ secondary rate limits and 5xx answers are retried with backoff honouring `Retry-
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from github import Auth, Github, GithubException, GithubIntegration, GithubRetry
@@ -17,10 +18,11 @@ from urllib3.util import Retry
 from bot.config import app_credentials
 from bot.diff import Diff, parse_diff
 from bot.metrics import GITHUB_ERRORS
-from bot.placement import HEAD_MARKER, MARKER
+from bot.placement import HEAD_MARKER, MARKER, inline_code
 from model.errors import RevisorError
 
 CONFIG_PATH = ".github/revisor.yml"
+log = logging.getLogger("revisor.github")
 RETRIED_STATUSES = (429, *range(500, 600))
 
 
@@ -74,9 +76,16 @@ def repository_client(env: dict[str, str], full_name: str, max_wait_s: float) ->
 
 
 def file_patch_diff(files) -> str:
-    """The unified diff of a pull request from its files' patches (binary files have none)."""
+    """The unified diff of a pull request from its files' patches (binary files have none).
+
+    A file whose name holds a control character is left out (and logged): written into a diff
+    header, a newline in a name would start lines of its own."""
     parts = []
     for f in files:
+        names = f"{f.filename}{f.previous_filename or ''}"
+        if any(ord(c) < 32 or ord(c) == 127 for c in names):
+            log.warning("not reviewed: the file name %r cannot be written in a diff", f.filename)
+            continue
         old = "/dev/null" if f.status == "added" else f"a/{f.previous_filename or f.filename}"
         new = "/dev/null" if f.status == "removed" else f"b/{f.filename}"
         header = f"diff --git a/{f.previous_filename or f.filename} b/{f.filename}\n"
@@ -98,6 +107,11 @@ def file_lines(repo: Repository, path: str, ref: str) -> list[str] | None:
     if isinstance(content, list):  # a directory
         return None
     return content.decoded_content.decode("utf-8", errors="replace").splitlines()
+
+
+def lines_of(comment: dict) -> str:
+    """`path:start-end` of a review comment about to be posted."""
+    return f"{comment['path']}:{comment.get('start_line', comment['line'])}-{comment['line']}"
 
 
 def by_app(item) -> bool:
@@ -169,6 +183,5 @@ class PullRequestAPI:
             if error.status != 422 or not comments:
                 raise
             GITHUB_ERRORS.labels("422").inc()
-            notes = "\n\n".join(f"`{c['path']}:{c.get('start_line', c['line'])}-{c['line']}`\n{c['body']}"
-                                for c in comments)
+            notes = "\n\n".join(f"{inline_code(lines_of(c))}\n{c['body']}" for c in comments)
             self.pull.create_review(commit=commit, body=f"{body}\n\n{notes}", event="COMMENT")

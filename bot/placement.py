@@ -69,6 +69,14 @@ def unmarked(text: str) -> str:
     return HEAD_MARKER.sub("", MARKER.sub("", text))
 
 
+def inline_code(text: str) -> str:
+    """`text` as Markdown inline code that nothing in it can close (a file name may hold
+    backticks): delimited by a longer run of backticks, as CommonMark allows."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    ticks = "`" * (longest + 1)
+    return f"{ticks} {text} {ticks}" if longest else f"`{text}`"
+
+
 def suggestion_body(suggestion: Suggestion, footer: str, print_: str) -> str:
     return f"{fenced(unmarked(suggestion.replacement), 'suggestion')}\n\n{footer}\n{marker(print_)}"
 
@@ -76,5 +84,5 @@ def suggestion_body(suggestion: Suggestion, footer: str, print_: str) -> str:
 def plain_note(placement: Unplaceable) -> str:
     """For a review's body: a revision GitHub would not take as a suggestion."""
     s = placement.suggestion
-    return (f"Proposed revision of `{s.region.location}` (not placeable as a suggestion: "
+    return (f"Proposed revision of {inline_code(s.region.location)} (not placeable as a suggestion: "
             f"{placement.reason}):\n\n{fenced(unmarked(s.replacement), '')}")

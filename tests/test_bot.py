@@ -342,6 +342,8 @@ def test_jobs_of_one_installation_share_its_token(github):
 
 def test_files_and_comments_are_read_across_pages(github):
     gh, key, url = github
+    gh.pulls[s.PR].files.append({"filename": "evil\n+++ b/app/storage.py", "status": "added",
+                                 "patch": "@@ -0,0 +1 @@\n+injected"})  # a name no diff header can carry
     api = open_api(url, key, s.review_comment_payload())
     assert [f.path for f in api.diff().patch] == ["app/storage.py", "docs/0.txt", "docs/1.txt", "docs/2.txt",
                                                   "logo.png"]
@@ -523,10 +525,11 @@ def test_markers_count_only_in_the_apps_own_comments(github):
 def test_a_422_from_github_keeps_the_comments_in_the_review_body(github):
     gh, key, url = github
     api = open_api(url, key, s.pull_request_payload())
-    bad = {"path": "app/storage.py", "line": 90, "side": "RIGHT", "body": "```suggestion\nx\n```"}
+    bad = {"path": "docs/`x`.txt", "line": 90, "side": "RIGHT", "body": "```suggestion\nx\n```"}
     api.review(s.HEAD, "summary", [bad])
     [review] = gh.pulls[s.PR].reviews
     assert "summary" in review["body"] and "```suggestion\nx\n```" in review["body"]
+    assert "`` docs/`x`.txt:90-90 ``" in review["body"]  # the name's backticks cannot close the code span
 
 
 def test_bad_app_credentials_and_server_errors(github):
