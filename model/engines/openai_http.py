@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 
 from model.engines.base import ChatRequest, Completion, EngineConfig, logprobs_within
-from model.errors import EngineUnavailableError
+from model.errors import EngineUnavailableError, ModelServerUnreachable
 
 log = logging.getLogger("revisor.engine")
 COOL_DOWN_S = 30.0
@@ -94,7 +94,7 @@ class OpenAIEngine:
                     failures.append(f"{self.urls[i]}: {error}")
                     if len(self.urls) > 1:
                         log.warning("model server %s failed (%s); trying another", self.urls[i], error)
-            raise EngineUnavailableError(
+            raise ModelServerUnreachable(
                 f"cannot reach the model server at {'; '.join(failures)}: "
                 "start `vllm serve` there or fix --base-url")
 
