@@ -36,6 +36,9 @@ def configure_logging(level: int = logging.INFO) -> None:
         '"delivery_id": "%(delivery_id)s", "message": %(message_json)s}'))
     handler.addFilter(_JsonMessage())
     logging.basicConfig(level=level, handlers=[handler], force=True)
+    logging.getLogger("github").handlers.clear()  # PyGithub's own plain handler: each line once, as JSON
+    for chatty in ("httpx", "httpx2"):  # a line for every request to the model server
+        logging.getLogger(chatty).setLevel(max(level, logging.WARNING))
 
 
 class _JsonMessage(logging.Filter):
