@@ -166,6 +166,7 @@ def pulls_to_mine(repo: Repository, since: datetime | None, limit: int | None) -
 def mine(repo: Repository, run: MiningRun, since: datetime | None = None, limit: int | None = None,
          on_pull: Callable[[MiningRun], None] = lambda run: None) -> MiningRun:
     """Append the pairs of `repo`'s pull requests to the run's output, skipping those done."""
+    run.output.parent.mkdir(parents=True, exist_ok=True)
     with run.output.open("a", encoding="utf-8") as out:
         for pull in pulls_to_mine(repo, since, limit):
             if pull.number in run.pulls_done:

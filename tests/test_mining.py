@@ -118,9 +118,9 @@ def test_mine_waits_out_primary_and_secondary_rate_limits(history, tmp_path):
     env = {"GITHUB_API_URL": url, "GITHUB_APP_ID": gh.app_id, "GITHUB_APP_PRIVATE_KEY": private}
     repository = repository_client(env, REPO, max_wait_s=60).get_repo(REPO)
     gh.rate_limit_next = ["primary", "secondary"]
-    run = mine(repository, MiningRun.open(tmp_path / "pairs.jsonl", REPO))
+    run = mine(repository, MiningRun.open(tmp_path / "new" / "pairs.jsonl", REPO))
     assert gh.rate_limited == ["primary", "secondary"]
-    assert run.pairs == 4 and len(records(tmp_path / "pairs.jsonl")) == 4
+    assert run.pairs == 4 and len(records(tmp_path / "new" / "pairs.jsonl")) == 4
 
 
 def test_mine_errors_are_one_line(history, tmp_path):
