@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import multiprocessing
 import os
 import signal
 import sys
@@ -367,6 +368,10 @@ def main() -> None:
     except RevisorError as error:
         click.echo(f"revisor: {error}", err=True)
         sys.exit(1)
+    finally:
+        # Interrupted while vLLM's engine was starting, no engine object owns its process yet.
+        for child in multiprocessing.active_children():
+            child.terminate()
 
 
 if __name__ == "__main__":

@@ -165,3 +165,31 @@ def test_two_worker_processes_share_redis_and_a_killed_one_loses_nothing(github,
     finally:
         for process in (serve, workers[1]):
             process.stop()
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_while_the_engine_starts_ends_revisor_and_its_engine_process(stop, tmp_path):
+    import psutil
+
+    code = tmp_path / "a.py"
+    code.write_text("x = 1\n")
+    command = [sys.executable, "-m", "bot.cli", "revise", "-c", "rename x", str(code)]
+    revise = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    engines: set[int] = set()
+
+    def engine_starting() -> bool:
+        with contextlib.suppress(psutil.Error):
+            for child in psutil.Process(revise.pid).children(recursive=True):
+                if "EngineCore" in " ".join([child.name(), *child.cmdline()]):
+                    engines.add(child.pid)
+        return bool(engines) or revise.poll() is not None
+
+    try:
+        wait_until(engine_starting, 300, 0.05)
+        assert engines, "vLLM's engine process never started"
+        revise.send_signal(stop)
+        assert revise.wait(timeout=60) == 130, revise.stdout.read().decode()[-2000:]
+    finally:
+        revise.kill()
+    wait_until(lambda: not [pid for pid in engines if psutil.pid_exists(pid)
+                            and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE], 30)
