@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from model.embedded import prepare_default_model
-from model.errors import RevisorError
+from model.errors import Interrupted, RevisorError
 from model.logs import configure_quiet
 from model.schema import LowConfidence, NoRevision, RevisionTask
 from training.cli import COMMANDS as TRAINING_COMMANDS
@@ -208,7 +208,7 @@ def worker(threads: int, metrics_port: int | None) -> None:
     try:
         for thread in pool.threads:
             thread.join()
-    except KeyboardInterrupt:  # SIGINT, or SIGTERM (see main)
+    except Interrupted:  # SIGTERM or SIGINT (see main)
         pass
     finally:
         pool.shutdown()
@@ -353,13 +353,18 @@ def action() -> None:
     click.echo(run_action(dict(os.environ), ModelSettings.from_env(dict(os.environ))))
 
 
+def interrupt(signum, frame) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
 def main() -> None:
-    # SIGTERM ends Revisor as Ctrl-C does, through the `finally` blocks that close the engines:
-    # killed outright, it would leave vLLM's engine process running.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # SIGTERM and SIGINT end Revisor through the `finally` blocks that close the engines: killed
+    # outright, it would leave vLLM's engine process running.
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, interrupt)
     try:
         cli.main(standalone_mode=False)
-    except click.exceptions.Abort:
+    except (Interrupted, click.exceptions.Abort):
         click.echo("revisor: interrupted", err=True)
         sys.exit(130)
     except click.ClickException as error:

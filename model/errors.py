@@ -27,3 +27,9 @@ class DatasetError(RevisorError):
 
 class DiffError(RevisorError):
     pass
+
+
+class Interrupted(BaseException):
+    """SIGTERM or SIGINT, raised in the main thread so `finally` blocks close the engines. Not a
+    KeyboardInterrupt: vLLM swallows those while its engine starts, and then waits for ever on an
+    engine whose handshake socket it has closed."""
