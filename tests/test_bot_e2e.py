@@ -3,6 +3,7 @@
 
 import contextlib
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -11,6 +12,7 @@ import time
 
 import httpx
 import pytest
+import yaml
 
 from tests import bot_scenario as s
 from tests.conftest import ROOT, SERVED_NAME
@@ -86,14 +88,35 @@ def test_a_worker_killed_mid_job_posts_exactly_once_after_restart(github, vllm_s
         serve.stop()
 
 
-def test_action_entry_point_answers_from_an_event_file(github, vllm_server, tmp_path):
+def test_action_yml_answers_an_event_with_its_inputs_as_github_passes_them(github, vllm_server, tmp_path):
+    """The step of action.yml that answers, run as the runner runs it: its `${{ }}` expressions
+    evaluated from the action's inputs, its env and its command, against `vllm serve`."""
     gh, _, url = github
     gh.tokens.add("ghs_action_token")
-    env = {**os.environ, "GITHUB_EVENT_NAME": "pull_request_review_comment",
-           "GITHUB_EVENT_PATH": str(s.write_event(tmp_path, s.review_comment_payload())),
-           "GITHUB_REPOSITORY": s.REPO, "GITHUB_API_URL": url, "INPUT_TOKEN": "ghs_action_token",
-           "REVISOR_ENGINE": "openai", "REVISOR_BASE_URL": vllm_server, "REVISOR_MODEL": SERVED_NAME}
-    result = subprocess.run([sys.executable, "-m", "bot.cli", "action"], cwd=ROOT, env=env,
+    action = yaml.safe_load((ROOT / "action.yml").read_text())
+    step = next(step for step in action["runs"]["steps"] if step.get("name") == "Answer the event")
+    inputs = {name: spec.get("default", "") for name, spec in action["inputs"].items()}
+    inputs.update({"token": "ghs_action_token", "base-url": vllm_server, "model": SERVED_NAME})
+    (tmp_path / "revisor-venv" / "bin").mkdir(parents=True)  # where the install step puts Revisor
+    (tmp_path / "revisor-venv" / "bin" / "revisor").symlink_to(ROOT / ".venv" / "bin" / "revisor")
+    context = {"inputs": inputs, "runner": {"temp": str(tmp_path)}, "github": {"action_path": str(ROOT)}}
+
+    def evaluate(text: str) -> str:
+        def value(match: re.Match) -> str:
+            expression = match[1].strip()
+            either = re.fullmatch(r"inputs\.([\w-]+) != '' && '(\w+)' \|\| '(\w+)'", expression)
+            if either:
+                return either[2] if inputs[either[1]] else either[3]
+            scope, _, name = expression.partition(".")
+            return context[scope][name]
+        return re.sub(r"\$\{\{(.*?)\}\}", value, text)
+
+    event = s.write_event(tmp_path, s.review_comment_payload())
+    env = {**os.environ, **{name: evaluate(str(v)) for name, v in step["env"].items()},
+           "GITHUB_EVENT_NAME": "pull_request_review_comment", "GITHUB_REPOSITORY": s.REPO,
+           "GITHUB_API_URL": url, "GITHUB_EVENT_PATH": str(event)}
+    assert env["REVISOR_ENGINE"] == "openai" and env["REVISOR_BASE_URL"] == vllm_server
+    result = subprocess.run([step["shell"], "-c", evaluate(step["run"])], cwd=ROOT, env=env,
                             capture_output=True, timeout=300)
     assert result.returncode == 0, result.stderr.decode()[-2000:]
     assert b"replied with a suggestion for app/storage.py:11-13" in result.stdout

@@ -57,7 +57,8 @@ class OpenAIEngine:
         import openai
 
         retries = self.config.retries if len(self.urls) == 1 else 0
-        clients = [openai.AsyncOpenAI(base_url=url, api_key=self.config.api_key,
+        # An empty key (the Action's `api-key` input unset) is "no key", which the client refuses.
+        clients = [openai.AsyncOpenAI(base_url=url, api_key=self.config.api_key or "EMPTY",
                                       timeout=self.config.timeout_s, max_retries=retries)
                    for url in self.urls]
         slots = asyncio.Semaphore(self.config.concurrency * len(self.urls))
