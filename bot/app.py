@@ -30,6 +30,16 @@ def valid_signature(secret: str, body: bytes, header: str | None) -> bool:
     return hmac.compare_digest(expected.encode(), header.encode("utf-8", "surrogateescape"))
 
 
+class Forwarded:
+    """Another registry's metrics, collected into this one."""
+
+    def __init__(self, registry: CollectorRegistry):
+        self.source = registry
+
+    def collect(self):
+        yield from self.source.collect()
+
+
 class Metrics:
     """This service's deliveries and the job store; then the work of the process's workers."""
 
@@ -38,9 +48,10 @@ class Metrics:
         self.received = Counter("revisor_deliveries_received", "Webhook deliveries by outcome",
                                 ["outcome"], registry=self.registry)
         self.registry.register(JobCounts(store))
+        self.registry.register(Forwarded(REGISTRY))
 
     def render(self) -> bytes:
-        return generate_latest(self.registry) + generate_latest(REGISTRY)
+        return generate_latest(self.registry)
 
 
 async def bounded_body(request: Request, limit: int) -> bytes | None:
@@ -55,12 +66,14 @@ async def bounded_body(request: Request, limit: int) -> bytes | None:
 
 
 def create_app(secret: str, store: JobStore, max_payload_bytes: int = 10 * 2**20,
-               workers: Sequence[threading.Thread] = ()) -> FastAPI:
-    """The service; `workers` are this process's worker threads, which /healthz watches."""
+               workers: Sequence[threading.Thread] = (), metrics_route: bool = True) -> FastAPI:
+    """The service; `workers` are this process's worker threads, which /healthz watches. Without
+    `metrics_route`, /metrics is not served here: serve `app.state.metrics.registry` on a port
+    that is not published (`revisor serve --metrics-port`)."""
     if not secret:
         raise ValueError("a webhook secret is required")
     app = FastAPI(title="Revisor webhooks", docs_url=None, redoc_url=None, openapi_url=None)
-    metrics = Metrics(store)
+    metrics = app.state.metrics = Metrics(store)
 
     def answer(status: int, outcome: str, delivery: str | None = None) -> Response:
         metrics.received.labels(outcome).inc()
@@ -75,9 +88,10 @@ def create_app(secret: str, store: JobStore, max_payload_bytes: int = 10 * 2**20
                             media_type="application/json")
         return Response(json.dumps({"status": "ok"}), media_type="application/json")
 
-    @app.get("/metrics")
-    def prometheus() -> Response:
-        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+    if metrics_route:
+        @app.get("/metrics")
+        def prometheus() -> Response:
+            return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/api/github/webhooks")
     async def webhook(request: Request) -> Response:

@@ -146,7 +146,9 @@ def review(diff_file: str, comments: tuple[str, ...], max_files: int, max_region
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(0),
               help="Worker threads in this process (0: only store deliveries; run `revisor worker`).")
-def serve(host: str, port: int, workers: int) -> None:
+@click.option("--metrics-port", type=click.IntRange(1, 65535),
+              help="Serve /metrics on this port instead of the webhook port (keep it unpublished).")
+def serve(host: str, port: int, workers: int, metrics_port: int | None) -> None:
     """Run the GitHub App: POST /api/github/webhooks, GET /healthz, GET /metrics.
 
     \b
@@ -170,11 +172,25 @@ def serve(host: str, port: int, workers: int) -> None:
     configure_logging()
     store = open_store(settings.database, settings.redis_url)
     pool = start_workers(settings, store, workers)
-    app = create_app(settings.webhook_secret, store, settings.max_payload_bytes, pool.threads)
+    app = create_app(settings.webhook_secret, store, settings.max_payload_bytes, pool.threads,
+                     metrics_route=metrics_port is None)
+    if metrics_port is not None:
+        start_metrics_server(metrics_port, app.state.metrics.registry, pool)
     try:
         uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)  # until SIGTERM/SIGINT
     finally:
         pool.shutdown()
+
+
+def start_metrics_server(port: int, registry, pool) -> None:
+    """Prometheus metrics on `port`, in a thread; a port in use stops the workers and says so."""
+    from prometheus_client import start_http_server
+
+    try:
+        start_http_server(port, registry=registry)
+    except OSError as error:
+        pool.shutdown()
+        raise RevisorError(f"--metrics-port {port}: {error.strerror}") from None
 
 
 @cli.command()
@@ -188,8 +204,6 @@ def worker(threads: int, metrics_port: int | None) -> None:
     Run as many as the model server keeps busy, on one or more machines: with REVISOR_REDIS_URL
     they share one queue, and a job whose worker dies is taken over once its lease runs out.
     """
-    from prometheus_client import start_http_server
-
     from bot.config import Settings
     from bot.jobs import open_store
     from bot.metrics import REGISTRY, JobCounts
@@ -198,13 +212,10 @@ def worker(threads: int, metrics_port: int | None) -> None:
     settings = Settings.from_env()
     configure_logging()
     store = open_store(settings.database, settings.redis_url)
+    pool = start_workers(settings, store, threads)
     if metrics_port is not None:
         REGISTRY.register(JobCounts(store))
-        try:
-            start_http_server(metrics_port, registry=REGISTRY)
-        except OSError as error:
-            raise RevisorError(f"--metrics-port {metrics_port}: {error.strerror}") from None
-    pool = start_workers(settings, store, threads)
+        start_metrics_server(metrics_port, REGISTRY, pool)
     try:
         for thread in pool.threads:
             thread.join()

@@ -89,6 +89,24 @@ def test_webhook_answers_as_documented_and_stores_each_delivery_once(webhooks, s
     assert 'revisor_jobs{status="queued"} 1.0' in metrics
 
 
+def test_metrics_can_leave_the_webhook_port_for_a_port_of_their_own(sqlite_store):
+    from prometheus_client import start_http_server
+
+    from tests.servers import free_port
+
+    app = create_app(s.SECRET, sqlite_store, metrics_route=False)
+    port = free_port()
+    start_http_server(port, addr="127.0.0.1", registry=app.state.metrics.registry)
+    with ServerThread(app) as url:
+        delivery = s.signed(s.review_comment_payload(), "pull_request_review_comment", "m1")
+        assert post(url, *delivery).status_code == 202
+        assert httpx.get(f"{url}/metrics").status_code == 404
+    metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    assert 'revisor_deliveries_received_total{outcome="accepted"} 1.0' in metrics
+    assert 'revisor_jobs{status="queued"} 1.0' in metrics
+    assert "revisor_suggestions_total" in metrics  # the workers' metrics too
+
+
 def test_hostile_bodies_and_headers_get_a_4xx(webhooks, store):
     def chunks():  # no Content-Length: the service must stop reading at its limit
         for _ in range(100):
