@@ -52,6 +52,7 @@ def cli(verbose: bool) -> None:
     serve          the GitHub App webhook service (with workers)
     worker         workers for stored webhook deliveries
     jobs           failed jobs, and queueing them again
+    deliveries     webhook deliveries GitHub could not deliver, and sending them again
     mine           review-to-revision pairs from a repository's pull requests
     report         how many posted suggestions were applied, per repository and model
     action         the GitHub Action entry point
@@ -350,6 +351,37 @@ def report(output_format: str) -> None:
             counts = "  ".join(f"{row[c]:>7}" for c in columns)
             click.echo(f"{row['group']:<{width}}  {counts}  {rate:>10}")
         click.echo()
+
+
+@cli.command()
+@click.option("--hours", default=24, show_default=True, type=click.IntRange(1, 720),
+              help="How far back to look (GitHub keeps a delivery log of 30 days).")
+@click.option("--redeliver", is_flag=True, help="Ask GitHub to send each failed delivery again.")
+def deliveries(hours: int, redeliver: bool) -> None:
+    """The App's webhook deliveries that no attempt delivered (the service was down, slow or
+    answered an error), from GitHub's log of them; --redeliver has GitHub send them again, and
+    the service takes each once. Reads GITHUB_APP_ID, GITHUB_APP_PRIVATE_KEY (or
+    GITHUB_APP_PRIVATE_KEY_PATH) and GITHUB_API_URL."""
+    from datetime import UTC, datetime, timedelta
+
+    from github import GithubException
+
+    from bot.github import app_integration, failed_deliveries
+    from bot.github import redeliver as send_again
+
+    integration = app_integration(dict(os.environ))
+    try:
+        failed = failed_deliveries(integration, datetime.now(UTC) - timedelta(hours=hours))
+        for d in failed:
+            event = d["event"] + (f"/{d['action']}" if d.get("action") else "")
+            click.echo(f"{d['guid']}  {event}  {d['status_code']} {d['status']}  {d['delivered_at']}")
+            if redeliver:
+                send_again(integration, d["id"])
+    except GithubException as error:
+        raise RevisorError(f"GitHub answered {error.status} to the App: are GITHUB_APP_ID and its key "
+                           "right?") from None
+    verb = "sent again" if redeliver else "failed"
+    click.echo(f"{len(failed)} deliver{'y' if len(failed) == 1 else 'ies'} of the last {hours} h {verb}")
 
 
 @cli.command()

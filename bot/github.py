@@ -8,7 +8,9 @@ secondary rate limits and 5xx answers are retried with backoff honouring `Retry-
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
+from datetime import datetime
 
 from github import Auth, Github, GithubException, GithubIntegration, GithubRetry
 from github.PullRequest import PullRequest
@@ -62,17 +64,45 @@ def repository_client(env: dict[str, str], full_name: str, max_wait_s: float) ->
     api_url = env.get("GITHUB_API_URL", "https://api.github.com").rstrip("/")
     if env.get("GITHUB_TOKEN"):
         return token_client(api_url, env["GITHUB_TOKEN"], max_wait_s)
-    credentials = app_credentials(env)
-    if credentials is None:
+    if app_credentials(env) is None:
         raise RevisorError("set GITHUB_TOKEN (a token that can read the repository), or GITHUB_APP_ID "
                            "and GITHUB_APP_PRIVATE_KEY of an App installed on it")
     owner, _, name = full_name.partition("/")
-    integration = GithubIntegration(auth=Auth.AppAuth(*credentials), base_url=api_url, retry=retry_policy())
     try:
-        installation = integration.get_repo_installation(owner, name)
+        installation = app_integration(env).get_repo_installation(owner, name)
     except GithubException as error:
         raise RevisorError(f"the App is not installed on {full_name} ({error.status})") from None
-    return app_client(api_url, *credentials, installation.id, max_wait_s)
+    return app_client(api_url, *app_credentials(env), installation.id, max_wait_s)
+
+
+def app_integration(env: dict[str, str]) -> GithubIntegration:
+    """The App itself (its JWT), from GITHUB_APP_ID and its private key."""
+    credentials = app_credentials(env)
+    if credentials is None:
+        raise RevisorError("set GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY (or GITHUB_APP_PRIVATE_KEY_PATH)")
+    api_url = env.get("GITHUB_API_URL", "https://api.github.com").rstrip("/")
+    return GithubIntegration(auth=Auth.AppAuth(*credentials), base_url=api_url, retry=retry_policy())
+
+
+def failed_deliveries(integration: GithubIntegration, since: datetime) -> list[dict]:
+    """The App's webhook deliveries since `since` that no attempt delivered (no 2xx answer: the
+    service was down, slow or failing), the latest attempt of each (`GET /app/hook/deliveries`)."""
+    attempts, url = [], "/app/hook/deliveries?per_page=100"
+    while url:
+        headers, page = integration.requester.requestJsonAndCheck("GET", url)
+        recent = [d for d in page if datetime.fromisoformat(d["delivered_at"]) >= since]
+        attempts += recent
+        following = re.search(r'<([^>]+)>;\s*rel="next"', headers.get("link", ""))
+        url = following[1] if following and len(recent) == len(page) else None
+    delivered = {d["guid"] for d in attempts if 200 <= d["status_code"] < 300}
+    latest = {}
+    for d in attempts:  # newest first: keep the first seen of each GUID
+        latest.setdefault(d["guid"], d)
+    return [d for guid, d in latest.items() if guid not in delivered]
+
+
+def redeliver(integration: GithubIntegration, delivery_id: int) -> None:
+    integration.requester.requestJsonAndCheck("POST", f"/app/hook/deliveries/{delivery_id}/attempts")
 
 
 def file_patch_diff(files) -> str:

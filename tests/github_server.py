@@ -74,6 +74,8 @@ class FakeGitHub:
     rate_limited: list[str] = field(default_factory=list)  # the kind of limit of each 403 answered
     limit_kind: str = ""
     limit_until: float = 0.0
+    hook_deliveries: list[dict] = field(default_factory=list)  # the App's webhook deliveries, oldest first
+    redelivered: list[int] = field(default_factory=list)  # ids of deliveries asked to be sent again
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1000))
 
     def base(self, request: Request) -> str:
@@ -176,6 +178,26 @@ def create_github_app(gh: FakeGitHub) -> FastAPI:
         if wrote and gh.fail_after_write and response.status_code < 300:
             return error(gh.fail_after_write.pop(0), "Server Error")  # done, but the client cannot know
         return response
+
+    @app.get("/app/hook/deliveries")
+    def hook_deliveries(request: Request):
+        """Newest first, paged by an opaque `cursor` as GitHub pages this list."""
+        per_page = min(int(request.query_params.get("per_page", 30)), gh.per_page_cap)
+        start = int(request.query_params.get("cursor") or 0)
+        newest_first = gh.hook_deliveries[::-1]
+        page = newest_first[start:start + per_page]
+        headers = {}
+        if start + per_page < len(newest_first):
+            headers["Link"] = (f'<{gh.base(request)}/app/hook/deliveries?per_page={per_page}'
+                               f'&cursor={start + per_page}>; rel="next"')
+        return ok(page, headers=headers)
+
+    @app.post("/app/hook/deliveries/{delivery_id}/attempts")
+    def redeliver(delivery_id: int):
+        if not any(d["id"] == delivery_id for d in gh.hook_deliveries):
+            return error(404, "Not Found")
+        gh.redelivered.append(delivery_id)
+        return ok({}, 202)
 
     @app.post("/app/installations/{installation_id}/access_tokens")
     def access_token(installation_id: int):

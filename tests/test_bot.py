@@ -347,6 +347,32 @@ def test_review_comment_gets_one_reply_with_a_suggestion_for_exactly_those_lines
     assert tokens and any(path.endswith("/files") for _, path in gh.requests)
 
 
+def test_failed_deliveries_are_listed_from_github_and_sent_again(github):
+    from datetime import UTC, datetime, timedelta
+
+    from tests.test_cli import revisor
+
+    gh, key, url = github
+    now = datetime.now(UTC)
+
+    def attempt(n: int, guid: str, status: int, hours_ago: float) -> dict:
+        when = (now - timedelta(hours=hours_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return {"id": n, "guid": guid, "delivered_at": when, "redelivery": n > 1, "duration": 0.1,
+                "status": "OK" if status < 300 else "Invalid HTTP Response: 502", "status_code": status,
+                "event": "pull_request_review_comment", "action": "created"}
+
+    gh.hook_deliveries = [attempt(1, "old", 502, 30), attempt(2, "a", 502, 5), attempt(3, "b", 0, 4),
+                          attempt(4, "c", 202, 3), attempt(5, "e", 500, 3), attempt(6, "a", 202, 2),
+                          attempt(7, "e", 503, 1)]  # oldest first; "a" went through on its second try
+    env = {"GITHUB_APP_ID": s.APP_ID, "GITHUB_APP_PRIVATE_KEY": key, "GITHUB_API_URL": url}
+    result = revisor("deliveries", "--redeliver", env=env)
+    out = result.stdout.decode()
+    assert result.returncode == 0, result.stderr.decode()
+    assert [line.split()[0] for line in out.splitlines()[:-1]] == ["e", "b"]
+    assert "2 deliveries of the last 24 h sent again" in out
+    assert gh.redelivered == [7, 3]  # the latest attempt of each, never one that went through
+
+
 def test_jobs_of_one_installation_share_its_token(github):
     from bot.config import Settings
     from bot.service import app_api

@@ -13,9 +13,9 @@ from tests.conftest import ROOT, shared_path
 DEMO = str(ROOT / "examples" / "demo.diff")
 
 
-def revisor(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+def revisor(*args: str, stdin: bytes | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "bot.cli", *args], input=stdin, capture_output=True,
-                          cwd=ROOT, timeout=600)
+                          cwd=ROOT, timeout=600, env={**os.environ, **(env or {})})
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, fragment: str) -> None:
