@@ -136,6 +136,8 @@ class RepoConfig:
     """Reply when there is no suggestion, a confident one included, saying why."""
     min_confidence: float | None = None
     """Post only suggestions at least this confident; None: the service's threshold."""
+    max_answers_per_pull_request: int = 50
+    """Revisor's replies and reviews on one pull request, at most: beyond, it stays quiet there."""
     allowed_authors: tuple[str, ...] = ("OWNER", "MEMBER", "COLLABORATOR")
     """Whose comments and pull requests Revisor acts on, by GitHub's `author_association`: on a
     public repository anyone can comment, and every answer costs model time."""

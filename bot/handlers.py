@@ -187,8 +187,11 @@ class Handlers:
             return f"{path} is excluded by .github/revisor.yml"
         print_ = fingerprint("reply", comment["id"])
         thread = comment.get("in_reply_to_id") or comment["id"]  # GitHub takes no reply to a reply
-        if print_ in ctx.api.posted_fingerprints():
+        posted = ctx.api.posted_fingerprints()
+        if print_ in posted:
             return "already answered"
+        if len(posted) >= config.max_answers_per_pull_request:
+            return "max_answers_per_pull_request reached: no more answers on this pull request"
         try:
             diff = ctx.api.diff_at(comment.get("commit_id"))
             region = diff.region_at(path, start, end, context=CONTEXT_LINES)
@@ -215,8 +218,11 @@ class Handlers:
 
     def review_pull_request(self, ctx: ReviewContext, config: RepoConfig, head_sha: str) -> str:
         print_ = fingerprint("review", head_sha)
-        if print_ in ctx.api.posted_fingerprints():
+        posted = ctx.api.posted_fingerprints()
+        if print_ in posted:
             return "already reviewed this head"
+        if len(posted) >= config.max_answers_per_pull_request:
+            return "max_answers_per_pull_request reached: no more answers on this pull request"
         if head_sha != ctx.api.pull.head.sha:  # its files are another commit's now
             return "the pull request has a newer head: the event for that head reviews it"
         pull_diff = ctx.api.diff()

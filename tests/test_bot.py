@@ -468,6 +468,17 @@ def test_only_allowed_authors_get_answers(github):
     assert handle(github, "pull_request_review_comment", stranger, h).startswith("replied")
 
 
+def test_answers_on_one_pull_request_are_capped(github):
+    gh = github[0]
+    gh.contents[("master", ".github/revisor.yml")] += "max_answers_per_pull_request: 1\n"
+    h, engine = handlers()
+    assert handle(github, "pull_request_review_comment", s.review_comment_payload(), h).startswith("replied")
+    gh.pulls[s.PR].review_comments.append(s.human_comment(comment_id=78))
+    again = handle(github, "pull_request_review_comment", s.review_comment_payload(comment_id=78), h)
+    assert again == "max_answers_per_pull_request reached: no more answers on this pull request"
+    assert len(engine.requests) == 1 and len(s.replies(gh)) == 1
+
+
 def test_config_comes_from_the_base_branch_only(github):
     gh, key, url = github
     api = open_api(url, key, s.review_comment_payload())
