@@ -1,5 +1,5 @@
 """The team loop of docs/training.md, end to end on a replayed repository: mine, split by time,
-train, calibrate.
+train, calibrate, serve as a LoRA module beside another, route a repository to it.
 
     python -m benchmarks.mining_loop --records ../shared/datasets/codereview-new/validation.jsonl \\
         --count 240 --dev-size 40 --output runs/mining-loop
@@ -9,7 +9,9 @@ each of the first COUNT records becomes a pull request in a real git repository 
 tests' GitHub-like server (a commit with the code under review, the reviewer's comment on its
 lines, a later commit with the revised code; one pull request an hour). Then the commands a team
 runs: `revisor mine` over the REST API, `revisor data split --by-time`, `revisor train` on the
-older pairs, `revisor calibrate` on the newest. Prints what each step gave and took.
+older pairs, `revisor calibrate` on the newest; then `vllm serve` with the new adapter and Revisor's
+own as LoRA modules, and `revisor action` answering a review comment on a repository whose
+`.github/revisor.yml` routes it to the new one. Prints what each step gave and took.
 """
 
 from __future__ import annotations
@@ -63,15 +65,51 @@ def revisor(*args: str, env: dict | None = None,
     return result, time.perf_counter() - started
 
 
+def serve_and_route(out: Path, adapter: Path) -> dict:
+    """`vllm serve` with `adapter` as the LoRA module "shop" beside Revisor's own; a review comment
+    on a repository whose `.github/revisor.yml` says `adapter: shop`, answered by `revisor action`."""
+    from model.embedded import prepare_embedded_model
+    from tests import bot_scenario as s
+    from tests.servers import vllm_server
+
+    started = time.perf_counter()
+    modules = ["--enable-lora", "--max-lora-rank", "16", "--lora-modules", f"shop={adapter.resolve()}",
+               f"revisor={Path('model/default_adapter').resolve()}"]
+    server, base_url = vllm_server(str(prepare_embedded_model()), "base", out / "vllm.log", extra=modules)
+    try:
+        ready = time.perf_counter() - started
+        gh, _ = s.fake_github(config="adapter: shop\nnote_when_no_suggestion: true\n")
+        gh.tokens.add(TOKEN)
+        with ServerThread(create_github_app(gh)) as url:
+            event = s.write_event(out, s.review_comment_payload())
+            answered, seconds = revisor("action", env={
+                "GITHUB_EVENT_NAME": "pull_request_review_comment", "GITHUB_REPOSITORY": s.REPO,
+                "GITHUB_EVENT_PATH": str(event), "GITHUB_API_URL": url, "INPUT_TOKEN": TOKEN,
+                "REVISOR_ENGINE": "openai", "REVISOR_BASE_URL": base_url, "REVISOR_ADAPTERS": "shop,revisor"})
+        [reply] = s.replies(gh)
+    finally:
+        server.stop()
+    footer = next(line for line in reply["body"].splitlines() if "Revisor (" in line)
+    return {"server_start_seconds": round(ready, 1), "action_seconds": round(seconds, 1),
+            "action": answered.stdout.strip(), "footer": footer}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--records", required=True, help="Review-to-revision records to replay.")
+    parser.add_argument("--records", help="Review-to-revision records to replay.")
     parser.add_argument("--count", type=int, default=240)
     parser.add_argument("--dev-size", type=int, default=40)
     parser.add_argument("--output", default="runs/mining-loop")
+    parser.add_argument("--serve-only", action="store_true",
+                        help="Only the last step, with the adapter an earlier run left in --output.")
     args = parser.parse_args()
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
+    if args.serve_only:
+        print(json.dumps({"serve and route": serve_and_route(out, out / "adapter")}, indent=2))
+        return
+    if not args.records:
+        parser.error("--records is required (or --serve-only)")
     gh = replay(args.records, args.count, out)
     gh.tokens.add(TOKEN)
     figures = {}
@@ -94,6 +132,7 @@ def main() -> None:
                                   str(out / "adapter"), "--target-precision", "0.3", check=False)
     figures["calibrate"] = {"seconds": round(seconds, 1), "output": calibrated.stdout.strip().splitlines(),
                             "error": calibrated.stderr.strip().splitlines()[-1:]}
+    figures["serve and route"] = serve_and_route(out, out / "adapter")
     print(json.dumps(figures, indent=2))
 
 

