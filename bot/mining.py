@@ -60,7 +60,7 @@ def skip_reason(comment: PullRequestComment) -> str | None:
     """Why a comment cannot be a pair before any code is read, or None."""
     if comment.in_reply_to_id:
         return "a reply"
-    if comment.user is None or comment.user.type == "Bot" or comment.user.login.endswith("[bot]"):
+    if comment.user is not None and (comment.user.type == "Bot" or comment.user.login.endswith("[bot]")):
         return "written by a bot"
     if comment.subject_type == "file" or comment.original_line is None:
         return "a comment on a whole file"
