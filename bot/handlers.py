@@ -129,13 +129,14 @@ class Handlers:
     def reviser(self, config: RepoConfig) -> Reviser:
         return self.revisers(config.strategy or self.default_strategy, config.adapter)
 
-    def footer(self, confidence: float | None = None) -> str:
+    def footer(self, config: RepoConfig, confidence: float | None = None) -> str:
         sure = f", confidence {confidence:.2f}" if confidence is not None else ""
-        return (f"<sub>Automatic suggestion by Revisor ({self.model_label}{sure}); review it before "
+        return (f"<sub>Automatic suggestion by Revisor ({self.model_name(config)}{sure}); review it before "
                 "you commit it.</sub>")
 
     def model_name(self, config: RepoConfig) -> str:
-        return self.model_label + (f" + {config.adapter}" if config.adapter else "")
+        """What answers for this repository: its adapter (a LoRA module's name), or the model."""
+        return config.adapter or self.model_label
 
     def handle(self, ctx: ReviewContext) -> str:
         """Act on the delivery; return what was done, for the job record and the logs."""
@@ -204,11 +205,11 @@ class Handlers:
             SUGGESTIONS.labels("below threshold" if isinstance(outcome, LowConfidence) else "skipped").inc()
             if config.note_when_no_suggestion:
                 ctx.post_once(print_, lambda: ctx.api.reply(
-                    thread, f"Revisor has no suggestion here: {outcome.reason}.\n\n{self.footer()}\n"
+                    thread, f"Revisor has no suggestion here: {outcome.reason}.\n\n{self.footer(config)}\n"
                             f"{marker(print_)}"))
             return f"no suggestion: {outcome.reason}"
         suggestion = Suggestion(region, outcome.code, instruction, outcome.confidence)
-        body = suggestion_body(suggestion, self.footer(outcome.confidence), print_)
+        body = suggestion_body(suggestion, self.footer(config, outcome.confidence), print_)
         if not ctx.post_once(print_, lambda: ctx.api.reply(thread, body)):
             return "already answered"
         SUGGESTIONS.labels("posted").inc()
@@ -239,7 +240,7 @@ class Handlers:
         if not placed and not notes:
             return f"no suggestions from {result.regions_reviewed} region(s)"
         comments = [
-            p.review_comment(self.footer(p.suggestion.confidence),
+            p.review_comment(self.footer(config, p.suggestion.confidence),
                              fingerprint("review", head_sha, p.suggestion.region.location))
             for p in placed
         ]
@@ -247,7 +248,8 @@ class Handlers:
                    f"{len(comments)} revision(s).")
         if result.over_budget:
             summary += f" {len(result.over_budget)} region(s) were over the budget and not reviewed."
-        body = "\n\n".join([summary, *notes, self.footer()]) + f"\n{marker(print_)}\n{head_marker(head_sha)}"
+        body = "\n\n".join([summary, *notes, self.footer(config)])
+        body += f"\n{marker(print_)}\n{head_marker(head_sha)}"
         if not ctx.post_once(print_, lambda: ctx.api.review(head_sha, body, comments)):
             return "already reviewed this head"
         SUGGESTIONS.labels("posted").inc(len(comments))

@@ -671,6 +671,7 @@ def test_repositories_choose_adapters_the_service_offers():
     config = RepoConfig.parse("adapter: team-a\nstrategy: fine-tuned\n")
     reviser = h.reviser(config)
     assert reviser.engine.description == "team-a"
+    assert "(team-a, confidence 0.50)" in h.footer(config, 0.5)  # the footer names what answered
     assert reviser.strategy.name == "fine-tuned"
     assert h.reviser(RepoConfig()).engine.description == "base"
     with pytest.raises(RevisorError, match="not offered by this service"):
