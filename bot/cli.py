@@ -8,6 +8,7 @@ import multiprocessing
 import os
 import signal
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -277,7 +278,6 @@ def mine(repo: str | None, output: Path, since, limit: int | None, max_wait: int
     import re
     from datetime import UTC
 
-    from github import GithubException
     from tqdm import tqdm
 
     from bot.github import repository_client
@@ -293,18 +293,31 @@ def mine(repo: str | None, output: Path, since, limit: int | None, max_wait: int
         raise RevisorError("pass --repo OWNER/NAME (or --from-jobs to export applied suggestions)")
     since = since.replace(tzinfo=UTC) if since else None
     run = MiningRun.open(output, repo)
-    try:
+    with github_errors("what was mined is kept: run the same command again to go on"):
         repository = repository_client(dict(os.environ), repo, max_wait).get_repo(repo)
         with tqdm(desc="pull requests", unit="pr", initial=len(run.pulls_done)) as bar:
             mine_pairs(repository, run, since, limit,
                        lambda run: (bar.update(), bar.set_postfix(pairs=run.pairs)))
-    except GithubException as error:
-        message = error.data.get("message") if isinstance(error.data, dict) else error.data
-        raise RevisorError(f"GitHub answered {error.status} ({message}); what was mined is kept: "
-                           "run the same command again to go on") from None
     click.echo(f"{run.pairs} pair(s) from {len(run.pulls_done)} pull request(s) in {output}")
     for reason, count in run.skipped.most_common():
         click.echo(f"skipped {count}: {reason}")
+
+
+@contextmanager
+def github_errors(what_then: str):
+    """GitHub's refusals and an unreachable API as one line each, saying `what_then`."""
+    from github import GithubException
+    from requests import RequestException
+
+    try:
+        yield
+    except GithubException as error:
+        message = error.data.get("message") if isinstance(error.data, dict) else error.data
+        raise RevisorError(f"GitHub answered {error.status} ({message}); {what_then}") from None
+    except RequestException as error:
+        api = os.environ.get("GITHUB_API_URL", "https://api.github.com")
+        raise RevisorError(f"cannot reach GitHub at {api} ({type(error).__name__}); check GITHUB_API_URL; "
+                           f"{what_then}") from None
 
 
 def export_applied(output: Path, repo: str | None) -> None:
@@ -364,22 +377,17 @@ def deliveries(hours: int, redeliver: bool) -> None:
     GITHUB_APP_PRIVATE_KEY_PATH) and GITHUB_API_URL."""
     from datetime import UTC, datetime, timedelta
 
-    from github import GithubException
-
     from bot.github import app_integration, failed_deliveries
     from bot.github import redeliver as send_again
 
     integration = app_integration(dict(os.environ))
-    try:
+    with github_errors("are GITHUB_APP_ID and its key right?"):
         failed = failed_deliveries(integration, datetime.now(UTC) - timedelta(hours=hours))
         for d in failed:
             event = d["event"] + (f"/{d['action']}" if d.get("action") else "")
             click.echo(f"{d['guid']}  {event}  {d['status_code']} {d['status']}  {d['delivered_at']}")
             if redeliver:
                 send_again(integration, d["id"])
-    except GithubException as error:
-        raise RevisorError(f"GitHub answered {error.status} to the App: are GITHUB_APP_ID and its key "
-                           "right?") from None
     verb = "sent again" if redeliver else "failed"
     click.echo(f"{len(failed)} deliver{'y' if len(failed) == 1 else 'ies'} of the last {hours} h {verb}")
 
