@@ -68,6 +68,8 @@ def judge(posted: PostedSuggestion, before: list[str] | None, after: list[str] |
     low, high = follow(ops, posted.start - 1, posted.end)
     now = [line.rstrip() for line in after[low:high]]
     wanted = [line.rstrip() for line in posted.suggestion.splitlines()]
+    if not wanted:  # the suggestion deleted the lines
+        return "applied" if not now else "changed"
     held = any(now[i:i + len(wanted)] == wanted for i in range(len(now) - len(wanted) + 1))
     return "applied" if held else "changed"
 

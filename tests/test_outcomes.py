@@ -141,3 +141,6 @@ def test_judge_reads_only_the_lines_at_their_place():
     assert judge(posted, before, ["x", "a", "B", "C", "d"]) == "applied"
     assert judge(posted, before, ["a", "B", "c", "d"]) == "changed"
     assert judge(posted, before, None) == "changed"
+    deletion = PostedSuggestion("k", "o/r", 1, "c", "a.py", 2, 3, "b\nc\n", "", "drop them", "m", 0.0)
+    assert judge(deletion, before, ["a", "d"]) == "applied"
+    assert judge(deletion, before, ["a", "B", "d"]) == "changed"
