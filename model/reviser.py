@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 
 from model.confidence import Calibration, features, uncalibrated_confidence
+from model.departure import ALTERNATIVES, continuation, joined, likeliest_departure
 from model.engines.base import ChatRequest, Completion, Engine
 from model.parsing import parse_revision, revised_code
 from model.prompts import STOP, PromptStrategy, max_new_tokens
@@ -69,22 +70,46 @@ class Reviser:
     """Maps an answer's token log-probabilities to a calibrated confidence."""
     min_confidence: float = 0.0
     """Revisions less sure than this are not suggested (`LowConfidence`)."""
+    departures: bool = True
+    """Where the greedy answer changes nothing, answer with the likeliest one that does
+    (`model.departure`)."""
 
     def request(self, task: RevisionTask) -> ChatRequest:
         messages = self.strategy.render(task)
+        alternatives = ALTERNATIVES if self.departures else 0
         if self.bounded:
-            return ChatRequest(messages, max_new_tokens(task.code), STOP)
-        return ChatRequest(messages, UNBOUNDED_MAX_TOKENS)
+            return ChatRequest(messages, max_new_tokens(task.code), STOP, alternatives)
+        return ChatRequest(messages, UNBOUNDED_MAX_TOKENS, alternatives=alternatives)
 
     def revise(self, tasks: Sequence[RevisionTask], min_confidence: float | None = None) -> list[Answer]:
         """Answers for `tasks`; `min_confidence` overrides the reviser's threshold for these."""
         requests = [self.request(task) for task in tasks]
         completions = self.engine.generate(requests)
+        if self.departures:
+            completions = self._depart_where_unchanged(tasks, requests, completions)
         threshold = self.min_confidence if min_confidence is None else min_confidence
         return [
             Answer(task, completion, _prefill(request) + completion.text, self.calibration, threshold)
             for task, request, completion in zip(tasks, requests, completions, strict=True)
         ]
+
+    def _depart_where_unchanged(self, tasks: Sequence[RevisionTask], requests: Sequence[ChatRequest],
+                                completions: list[Completion]) -> list[Completion]:
+        """Each completion that revises nothing replaced by its likeliest departure, finished."""
+        departures = {}
+        for i, (task, request, completion) in enumerate(zip(tasks, requests, completions, strict=True)):
+            answer = _prefill(request) + completion.text
+            if isinstance(parse_revision(answer, task.code, task.before, task.after), Revision):
+                continue
+            if (departure := likeliest_departure(completion, request.stop)) is not None:
+                departures[i] = departure
+        if not departures:
+            return completions
+        rests = self.engine.generate([continuation(requests[i], d) for i, d in departures.items()])
+        completions = list(completions)
+        for (i, departure), rest in zip(departures.items(), rests, strict=True):
+            completions[i] = joined(completions[i], departure, rest)
+        return completions
 
 
 def _prefill(request: ChatRequest) -> str:

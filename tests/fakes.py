@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from model.engines.base import ChatRequest, Completion
+from model.engines.base import ChatRequest, Completion, Step
 
 
 class FakeEngine:
@@ -26,8 +26,13 @@ class FakeEngine:
             block = query.split("Code under review:\n", 1)[1]
             code = block.split("\n", 1)[1].split("\n```", 1)[0] + "\n"
             text = self.answer(code)
-            out.append(Completion(text, len(query), len(text), (self.logprob,) * len(text)))
+            out.append(Completion(text, len(query), len(text), char_steps(text, self.logprob)))
         return out
 
     def close(self) -> None:
         pass
+
+
+def char_steps(text: str, logprob: float) -> tuple[Step, ...]:
+    """Every character of `text` a token of log-probability `logprob`."""
+    return tuple(Step(char, logprob) for char in text)

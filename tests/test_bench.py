@@ -10,7 +10,7 @@ from model.prompts import ZeroShot, make_strategy
 from model.retrieval import BM25Retriever
 from model.reviser import Reviser
 from tests.conftest import shared_path
-from tests.fakes import FakeEngine
+from tests.fakes import FakeEngine, char_steps
 from training.bench import BenchConfig, run_bench
 from training.datasets import load_dataset
 
@@ -76,7 +76,7 @@ def test_bench_reports_precision_against_coverage_at_the_threshold(tmp_path):
 
         def generate(self, requests):
             completions = super().generate(requests)
-            return [replace(c, token_logprobs=(-0.1 if c.text.rstrip("\n") in right_texts else -1.0,) * 5)
+            return [replace(c, steps=char_steps(c.text, -0.1 if c.text.rstrip("\n") in right_texts else -1.0))
                     for c in completions]
 
     right_texts = {text.rstrip("\n") for text in right.values()}

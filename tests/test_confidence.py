@@ -15,7 +15,7 @@ from model.errors import RevisorError
 from model.prompts import ZeroShot
 from model.reviser import Reviser
 from tests.conftest import shared_path
-from tests.fakes import FakeEngine
+from tests.fakes import FakeEngine, char_steps
 from tests.test_cli import assert_one_line_error, revisor
 from training.calibrate import run_calibration
 from training.metrics import at_threshold, coverage_curve, precision_at_coverage, reliability, threshold_for
@@ -120,7 +120,7 @@ def test_calibrate_fits_on_dev_answers_and_chooses_the_threshold_for_the_target(
             for c in completions:
                 i = int(c.text.split("=")[1].split()[0])
                 sure = rng.uniform(-0.6, 0.0) if i in right else rng.uniform(-1.2, -0.4)
-                out.append(replace(c, token_logprobs=(sure,) * 6))
+                out.append(replace(c, steps=char_steps(c.text, sure)))
             return out
 
     def answer(code: str) -> str:

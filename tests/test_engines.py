@@ -2,9 +2,11 @@
 
 import pytest
 
+from model.departure import continuation, joined, likeliest_departure
 from model.engines.base import EngineConfig
 from model.engines.openai_http import OpenAIEngine
 from model.errors import EngineUnavailableError
+from model.parsing import same_code
 from model.prompts import STOP, ZeroShot
 from model.reviser import Reviser
 from model.schema import Revision, RevisionTask
@@ -78,7 +80,9 @@ def test_transformers_engine_uses_the_same_prompts(embedded_model):
     assert "with open(path" in answer.outcome.code
 
 
-def test_openai_engine_spreads_over_replicas_and_skips_one_that_fails(vllm_server):
+def test_openai_engine_spreads_over_replicas_and_skips_one_that_fails(vllm_server, monkeypatch):
+    # However long a busy machine takes to answer the batch, the failure is still recent after it.
+    monkeypatch.setattr("model.engines.openai_http.COOL_DOWN_S", 3600.0)
     refusing = "http://127.0.0.1:9/v1"
     engine = OpenAIEngine(EngineConfig(model=SERVED_NAME, base_url=f"{refusing},{vllm_server}", timeout_s=30))
     assert [engine._replica_order() for _ in range(3)] == [[0, 1], [1, 0], [0, 1]]  # turns
@@ -123,3 +127,32 @@ def test_confidence_agrees_across_engines(vllm_engine, vllm_server, embedded_mod
         assert max(confidences) - min(confidences) <= CONFIDENCE_TOLERANCE, confidences
     assert len(compared) >= 2 and 3 in compared  # transformers agreed on at least one answer
 
+
+
+def test_every_engine_finds_the_same_departure_and_the_model_finishes_it(vllm_engine, vllm_server,
+                                                                        embedded_model):
+    """The likeliest other tokens come the same from each engine (within the tolerance of their
+    arithmetic), so each leaves the greedy answer at the same token; finished, that answer is
+    another revision."""
+    from model.engines.hf import TransformersEngine
+
+    served = OpenAIEngine(EngineConfig(model=SERVED_NAME, base_url=vllm_server, concurrency=1))
+    engines = [vllm_engine, served, TransformersEngine(EngineConfig(model=embedded_model, batch_size=1))]
+    for request in requests():
+        assert request.alternatives == 5
+        firsts = [engine.generate([request])[0] for engine in engines]
+        assert all(len(step.alternatives) == 5 for step in firsts[0].steps)
+        departures = [likeliest_departure(first, request.stop) for first in firsts]
+        assert firsts[1].text == firsts[0].text
+        for other, tolerance in ((1, 1e-4), (2, CONFIDENCE_TOLERANCE)):  # vLLM served: same arithmetic
+            if firsts[other].text == firsts[0].text:
+                assert (departures[other].kept, departures[other].token) == (departures[0].kept,
+                                                                             departures[0].token)
+                assert departures[other].logprob == pytest.approx(departures[0].logprob, abs=tolerance)
+        departure = departures[0]
+        assert (firsts[0].text + STOP[0]).startswith(departure.prefix)
+        rest = vllm_engine.generate([continuation(request, departure)])[0]
+        second = joined(firsts[0], departure, rest)
+        assert second.text.startswith(departure.prefix + departure.token)
+        assert not same_code(second.text, firsts[0].text)
+        assert len(second.token_logprobs) > departure.kept and max(second.token_logprobs) <= 0

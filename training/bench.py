@@ -43,6 +43,7 @@ class BenchConfig:
     compile: bool = True
     prefix_cache: bool = True
     bounded: bool = True
+    departures: bool = True
     batch_size: int = 8
     skip_malformed: bool = False
 
@@ -156,6 +157,7 @@ def run_bench(config: BenchConfig, make_reviser: Callable[[str, str, str], Revis
                 with PeakMemory() as memory:
                     reviser = make_reviser(model, engine_name, strategy)
                     reviser.bounded = config.bounded
+                    reviser.departures = config.departures
                     name = reviser.strategy.name
                     run = Run(config.system_name(name, engine_name, model), model, engine_name, name,
                               reviser.min_confidence, startup_s=time.perf_counter() - started)

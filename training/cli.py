@@ -89,6 +89,9 @@ def model_options(command):
               help="vLLM's automatic prefix caching (off only to measure what it saves).")
 @click.option("--bounded/--unbounded", default=True, show_default=True,
               help="Stop at the closing fence and cap new tokens (off only to measure it).")
+@click.option("--departures/--no-departures", default=True, show_default=True,
+              help="Where the greedy answer changes nothing, answer with the likeliest one that "
+                   "does (off only to measure it).")
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1),
               help="transformers engine: requests per batch.")
 @click.option("--skip-malformed", is_flag=True, help="Skip malformed records (counted) instead of failing.")

@@ -16,6 +16,8 @@ class ChatRequest:
     messages: list[Message]
     max_tokens: int
     stop: tuple[str, ...] = ()
+    alternatives: int = 0
+    """How many of the likeliest other tokens to report at each step (`Step.alternatives`)."""
 
     @property
     def continues_final_message(self) -> bool:
@@ -23,12 +25,26 @@ class ChatRequest:
 
 
 @dataclass(frozen=True)
+class Step:
+    """One generated token, its log-probability, and the likeliest tokens it was chosen over."""
+
+    token: str
+    logprob: float
+    alternatives: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True)
 class Completion:
     text: str
     prompt_tokens: int
     output_tokens: int
-    token_logprobs: tuple[float, ...] = ()
-    """Log-probabilities of the tokens that make up `text` (see `logprobs_within`)."""
+    steps: tuple[Step, ...] = ()
+    """Every generated token, the one that ended generation included where the engine reports it."""
+
+    @property
+    def token_logprobs(self) -> tuple[float, ...]:
+        """Log-probabilities of the tokens that make up `text` (see `logprobs_within`)."""
+        return logprobs_within(self.text, [(step.token, step.logprob) for step in self.steps])
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ from model.engines.base import (
     ChatRequest,
     Completion,
     EngineConfig,
+    Step,
     local_dtype,
-    logprobs_within,
     truncate_at_stop,
 )
 from model.engines.vllm_local import describe
@@ -93,10 +93,16 @@ class TransformersEngine:
             ids = ids_row[width:].tolist()[: request.max_tokens]
             ids = _until_end(ids, {self.tokenizer.eos_token_id, self.tokenizer.pad_token_id})
             text = truncate_at_stop(self.tokenizer.decode(ids, skip_special_tokens=True), request.stop)
-            tokens = [(self.tokenizer.decode([token]), steps[row, i, token].item())
-                      for i, token in enumerate(ids)]
-            completions.append(Completion(text, len(prompt), len(ids), logprobs_within(text, tokens)))
+            completions.append(Completion(text, len(prompt), len(ids), tuple(
+                self._step(token, steps[row, i], request.alternatives) for i, token in enumerate(ids))))
         return completions
+
+    def _step(self, token: int, logprobs, alternatives: int) -> Step:
+        """A step from one position's log-probabilities: the token and the likeliest others."""
+        values, ids = logprobs.topk(alternatives + 1)
+        others = [(self.tokenizer.decode([other]), value) for other, value in
+                  zip(ids.tolist(), values.tolist(), strict=True) if other != token]
+        return Step(self.tokenizer.decode([token]), logprobs[token].item(), tuple(others[:alternatives]))
 
     def close(self) -> None:
         del self.model

@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Sequence
 
-from model.engines.base import ChatRequest, Completion, EngineConfig, logprobs_within
+from model.engines.base import ChatRequest, Completion, EngineConfig, Step
 from model.errors import EngineUnavailableError, ModelServerUnreachable
 
 log = logging.getLogger("revisor.engine")
@@ -73,17 +73,16 @@ class OpenAIEngine:
                 stop=list(request.stop) or None,
                 seed=self.config.seed,
                 logprobs=True,
+                top_logprobs=request.alternatives and request.alternatives + 1 or None,  # the chosen one too
                 extra_body=_continuation(request),
             )
             usage, choice = response.usage, response.choices[0]
-            text = choice.message.content or ""
-            steps = choice.logprobs.content if choice.logprobs and choice.logprobs.content else []
-            return Completion(
-                text,
-                usage.prompt_tokens if usage else 0,
-                usage.completion_tokens if usage else 0,
-                logprobs_within(text, [(step.token, step.logprob) for step in steps]),
-            )
+            content = choice.logprobs.content if choice.logprobs and choice.logprobs.content else []
+            steps = tuple(Step(step.token, step.logprob, tuple(
+                (other.token, other.logprob) for other in step.top_logprobs or [] if other.token != step.token
+            )[: request.alternatives]) for step in content)
+            return Completion(choice.message.content or "", usage.prompt_tokens if usage else 0,
+                              usage.completion_tokens if usage else 0, steps)
 
         async def on_some_replica(call):
             failures = []

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from model.adapters import adapter_config
 from model.embedded import revisor_home
-from model.engines.base import ChatRequest, Completion, EngineConfig, local_dtype, logprobs_within
+from model.engines.base import ChatRequest, Completion, EngineConfig, Step, local_dtype
 from model.errors import EngineUnavailableError
 from model.logs import child_output_to
 
@@ -83,10 +83,9 @@ class VLLMEngine:
             )
             for i, output in zip(indices, outputs, strict=True):
                 best = output.outputs[0]
-                tokens = [(step[token].decoded_token or "", step[token].logprob)
-                          for token, step in zip(best.token_ids, best.logprobs or [], strict=False)]
-                results[i] = Completion(best.text, len(output.prompt_token_ids), len(best.token_ids),
-                                        logprobs_within(best.text, tokens))
+                steps = tuple(_step(token, ranked)
+                              for token, ranked in zip(best.token_ids, best.logprobs or [], strict=False))
+                results[i] = Completion(best.text, len(output.prompt_token_ids), len(best.token_ids), steps)
         return [r for r in results if r is not None]
 
     def reset_prefix_cache(self) -> None:
@@ -102,9 +101,17 @@ class VLLMEngine:
 def _sampling(request: ChatRequest):
     from vllm import SamplingParams
 
-    # logprobs=0: the log-probability of each sampled token, for the answer's confidence.
+    # The log-probability of each sampled token (for the answer's confidence) and, where asked, of
+    # the likeliest ones, which include the sampled one when decoding greedily.
     return SamplingParams(temperature=0.0, max_tokens=request.max_tokens, stop=list(request.stop),
-                          logprobs=0)
+                          logprobs=request.alternatives and request.alternatives + 1)
+
+
+def _step(token: int, ranked: dict) -> Step:
+    """A step from vLLM's logprobs: the sampled token and the others it reports."""
+    others = sorted((entry for other, entry in ranked.items() if other != token), key=lambda e: e.rank)
+    return Step(ranked[token].decoded_token or "", ranked[token].logprob,
+                tuple((entry.decoded_token or "", entry.logprob) for entry in others))
 
 
 def describe(config: EngineConfig) -> str:
