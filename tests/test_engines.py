@@ -128,7 +128,6 @@ def test_confidence_agrees_across_engines(vllm_engine, vllm_server, embedded_mod
     assert len(compared) >= 2 and 3 in compared  # transformers agreed on at least one answer
 
 
-
 def test_every_engine_finds_the_same_departure_and_the_model_finishes_it(vllm_engine, vllm_server,
                                                                         embedded_model):
     """The likeliest other tokens come the same from each engine (within the tolerance of their
