@@ -17,6 +17,7 @@ class FakeEngine:
         self.answer = answer
         self.logprob = logprob
         self.requests: list[ChatRequest] = []
+        self.closed = False
 
     def generate(self, requests: Sequence[ChatRequest]) -> list[Completion]:
         self.requests.extend(requests)
@@ -30,7 +31,7 @@ class FakeEngine:
         return out
 
     def close(self) -> None:
-        pass
+        self.closed = True
 
 
 def char_steps(text: str, logprob: float) -> tuple[Step, ...]:

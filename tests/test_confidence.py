@@ -17,7 +17,7 @@ from model.reviser import Reviser
 from tests.conftest import shared_path
 from tests.fakes import FakeEngine, char_steps
 from tests.test_cli import assert_one_line_error, revisor
-from training.calibrate import run_calibration
+from training.calibrate import calibrate, run_calibration
 from training.metrics import at_threshold, coverage_curve, precision_at_coverage, reliability, threshold_for
 from training.splits import split_pools
 
@@ -56,6 +56,29 @@ def test_logistic_fit_is_calibrated_on_data_it_can_describe(tmp_path):
     (tmp_path / "old.json").write_text(json.dumps({"features": ["mean_logprob"], "weights": [1]}))
     with pytest.raises(RevisorError, match="other features"):
         Calibration.load(tmp_path / "old.json")
+
+
+def test_more_held_out_records_fit_the_confidence_but_the_threshold_is_placed_on_dev():
+    rng = random.Random(3)
+
+    def records(n: int, length: float) -> tuple[list, list]:
+        rows, labels = [], []
+        for _ in range(n):
+            mean = rng.uniform(-1.5, 0)
+            rows.append((mean, mean - rng.random(), length, rng.random()))
+            labels.append(rng.random() < 1 / (1 + math.exp(-(4 * mean + 1))))
+        return rows, labels
+
+    dev, dev_right = records(200, 2.0)
+    more, more_right = records(600, 5.0)  # another mix: longer answers only
+    about = {"dataset": "dev.jsonl", "model": "m", "strategy": "s"}
+    alone, dev_confidences, _ = calibrate(dev, dev_right, 0.5, about)
+    both, confidences, quality = calibrate(dev, dev_right, 0.5, about, more, more_right)
+    assert both.figures["fitted_on"] == 800 and both.figures["records"] == 200
+    assert sum(b["n"] for b in quality["bins"]) == 800  # reliability over every record fitted on
+    assert len(confidences) == 200 and both.threshold in confidences  # placed on dev records
+    assert both.weights != alone.weights
+    assert both.figures["coverage"] == pytest.approx(sum(c >= both.threshold for c in confidences) / 200)
 
 
 def test_the_curve_ends_at_full_coverage_exact_match_and_falls_past_wrong_answers():
@@ -127,14 +150,32 @@ def test_calibrate_fits_on_dev_answers_and_chooses_the_threshold_for_the_target(
         return code.rstrip("\n") + (" + 1\n" if int(code.split("=")[1]) in right else " - 1\n")
 
     engine = Scripted(answer)
-    output = tmp_path / "calibration.json"
-    report = run_calibration(Reviser(engine, ZeroShot(), min_confidence=0.9), str(dev), 0.6, output)
+    output, kept = tmp_path / "calibration.json", tmp_path / "answers"
+    report = run_calibration(lambda: Reviser(engine, ZeroShot(), min_confidence=0.9), str(dev), 0.6, output,
+                             answers=kept)
     calibration = Calibration.load(output)
     f = calibration.figures
     assert f["records"] == 120 and f["revised"] == 120 and f["exact_match"] == pytest.approx(len(right) / 120)
     assert f["reached"] and f["precision"] >= 0.6 and 0 < f["coverage"] < len(right) / 120 + 0.1
     assert 0 < calibration.threshold < 1 and f["ece"] < 0.15
     assert "| 100% |" in report and f"Threshold {calibration.threshold:.3f}" in report
+    assert engine.closed
+
+    def no_model():
+        raise AssertionError("the kept answers should have been used")
+
+    # Another target from the kept answers: the same fit, a lower threshold, no model run.
+    run_calibration(no_model, str(dev), 0.3, tmp_path / "c30.json", answers=kept)
+    again = Calibration.load(tmp_path / "c30.json")
+    assert (again.weights, again.uses) == (calibration.weights, calibration.uses)
+    assert again.threshold < calibration.threshold and again.figures["coverage"] > f["coverage"]
+    assert "fake (zero-shot)" in report
+    (stale,) = kept.iterdir()
+    answers = json.loads(stale.read_text())
+    answers["answers"][0]["id"] = "another record"
+    stale.write_text(json.dumps(answers))
+    with pytest.raises(RevisorError, match="other records"):
+        run_calibration(no_model, str(dev), 0.3, tmp_path / "c.json", answers=kept)
     with pytest.raises(RevisorError, match="exactly"):
         never = FakeEngine(lambda code: code.rstrip("\n") + " - 1\n")
-        run_calibration(Reviser(never, ZeroShot()), str(dev), 0.3, tmp_path / "c2.json")
+        run_calibration(lambda: Reviser(never, ZeroShot()), str(dev), 0.3, tmp_path / "c2.json")

@@ -131,3 +131,29 @@ def test_split_by_time_holds_out_the_newest_and_trains_only_on_older(tmp_path):
     undated.write_text(json.dumps(codereviewer_record(Example("u", "a", "b", "c"))) + "\n" + pool.read_text())
     with pytest.raises(RevisorError, match="1 record"):
         split_pools([str(undated)], str(tmp_path / "split2"), dev_size=3, seed=1, by_time=True)
+
+
+@pytest.mark.slow
+def test_data_untrained_writes_the_records_training_skips(tiny_split, tmp_path, embedded_model):
+    from transformers import AutoTokenizer
+
+    from training.lora import tokenize_example
+
+    small = tiny_split / "small.jsonl"
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text("".join(small.read_text().splitlines(keepends=True)[::2]))  # half the records
+    tokenizer = AutoTokenizer.from_pretrained(embedded_model)
+    lengths = {e.id: len(tokenize_example(tokenizer, e, 10**6)["input_ids"])
+               for e in load_dataset(small).examples}
+    limit = sorted(lengths.values())[len(lengths) // 2]
+    for source, wanted in ((None, set(lengths)), (pool, {e.id for e in load_dataset(pool).examples})):
+        out = tmp_path / "untrained.jsonl"
+        result = revisor("data", "untrained", str(small), "--max-length", str(limit), "--output", str(out),
+                         *(("--from", str(source)) if source else ()))
+        assert result.returncode == 0, result.stderr.decode()[-2000:]
+        written = load_dataset(out).examples
+        assert {e.id for e in written} == {i for i in wanted if lengths[i] > limit} != set()
+        assert json.loads(result.stdout)["untrained"] == len(written)
+    benchmark = shared_path("datasets/codereviewer/test.jsonl")
+    refused = revisor("data", "untrained", str(benchmark), "--max-length", "256", "--output", str(out))
+    assert_one_line_error(refused, "benchmark")

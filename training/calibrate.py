@@ -13,15 +13,19 @@ data says which.
 from __future__ import annotations
 
 import itertools
+import json
 import math
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
 from model.confidence import FEATURES, Calibration, fit
 from model.errors import RevisorError
 from model.reviser import Reviser
+from model.schema import Example
 from training.bench import revise_all
-from training.datasets import load_dataset
+from training.datasets import file_digest, load_dataset
 from training.metrics import (
     at_threshold,
     coverage_curve,
@@ -37,6 +41,7 @@ PARSIMONY = 1.0
 MIN_COVERAGE = 0.05
 """The least coverage a threshold is chosen at: over fewer records, precision is noise."""
 COVERAGES = (0.05, 0.10, 0.20, 0.50, 1.00)
+Features = Sequence[float]
 
 
 def out_of_fold(rows: list[tuple[float, ...]], labels: list[bool], uses: tuple[str, ...] = FEATURES,
@@ -68,30 +73,100 @@ def best_features(rows: list[tuple[float, ...]], labels: list[bool]) -> tuple[tu
     return uses, oof
 
 
-def run_calibration(reviser: Reviser, dataset: str, target_precision: float, output: Path,
-                    limit: int | None = None) -> str:
-    """Answer the dev records, fit, choose the threshold, write `output`; return the report."""
+def run_calibration(make_reviser: Callable[[], Reviser], dataset: str, target_precision: float,
+                    output: Path, limit: int | None = None, fit_also: Sequence[str] = (),
+                    answers: Path | None = None) -> str:
+    """Answer the dev records (and those of `fit_also`), fit, choose the threshold on the dev
+    records, write `output`; return the report.
+
+    `fit_also` are more held-out records the confidence is fitted on, but not the threshold: a
+    threshold sets coverage, which depends on the mix of records, so it is placed on the dev split
+    alone, drawn like the records the model will answer. With `answers`, each dataset's answers
+    are kept in that directory, and a later run on the same records fits from them without the
+    model (another target precision costs seconds, not a pass over the records).
+    """
     examples = load_dataset(dataset).examples[:limit]
     if len(examples) < 2 * FOLDS:
         raise RevisorError(f"{dataset}: {len(examples)} records are too few to calibrate on")
-    reviser.min_confidence = 0.0  # every revision counts, whatever threshold the model has now
-    answers = revise_all(reviser, examples, "calibrate")
-    correct = [exact_match(a.code, e.code_after) for a, e in zip(answers, examples, strict=True)]
-    about = {"dataset": dataset, "model": reviser.engine.description, "strategy": reviser.strategy.name}
-    calibration, confidences, quality = calibrate([a.features for a in answers], correct,
-                                                  target_precision, about)
+    sets = [(dataset, examples), *((path, load_dataset(path).examples) for path in fit_also)]
+    dev, *more = answer_all(sets, make_reviser, answers)
+    extra = [a for kept in more for a in kept["answers"]]
+    about = {"dataset": dataset, "model": dev["model"], "strategy": dev["strategy"],
+             **({"fit_also": list(fit_also)} if fit_also else {})}
+    calibration, confidences, quality = calibrate(
+        [a["features"] for a in dev["answers"]], [a["exact"] for a in dev["answers"]], target_precision,
+        about, [a["features"] for a in extra], [a["exact"] for a in extra])
     output.parent.mkdir(parents=True, exist_ok=True)
     calibration.save(output)
-    return report(calibration, confidences, correct, quality, output)
+    return report(calibration, confidences, [a["exact"] for a in dev["answers"]], quality, output)
 
 
-def calibrate(features: list[tuple[float, ...] | None], correct: list[bool], target_precision: float,
-              about: dict) -> tuple[Calibration, list[float | None], dict]:
-    """From each record's features (None: no revision) and whether its answer was exact: the
-    calibration, the out-of-fold confidences and their reliability."""
-    revised = [i for i, values in enumerate(features) if values is not None]
-    rows = [features[i] for i in revised]
-    labels = [correct[i] for i in revised]
+def answer_all(sets: list[tuple[str, list[Example]]], make_reviser: Callable[[], Reviser],
+               directory: Path | None) -> list[dict]:
+    """The model's answers to each (path, records): those kept in `directory`, the rest answered
+    now (the model is loaded only if some are) and kept there."""
+    kept = [load_answers(directory, path, examples) if directory else None for path, examples in sets]
+    if all(kept):
+        return kept
+    reviser = make_reviser()
+    reviser.min_confidence = 0.0  # every revision counts, whatever threshold the model has now
+    try:
+        for k, (path, examples) in enumerate(sets):
+            if kept[k] is None:
+                kept[k] = answer(reviser, path, examples)
+                if directory:
+                    save_answers(kept[k], answers_file(directory, path, examples))
+    finally:
+        reviser.engine.close()
+    return kept
+
+
+def answer(reviser: Reviser, dataset: str, examples: list[Example]) -> dict:
+    """The model's answer to every record: its features, and whether it was exact."""
+    answers = revise_all(reviser, examples, f"calibrate {Path(dataset).name}")
+    return {"dataset": dataset, "sha256": file_digest(dataset), "model": reviser.engine.description,
+            "strategy": reviser.strategy.name, "features": list(FEATURES),
+            "answers": [{"id": e.id, "exact": exact_match(a.code, e.code_after), "features": a.features}
+                        for a, e in zip(answers, examples, strict=True)]}
+
+
+def answers_file(directory: Path, dataset: str, examples: list[Example]) -> Path:
+    return directory / f"{Path(dataset).stem}-{file_digest(dataset)[:12]}-{len(examples)}.json"
+
+
+def save_answers(kept: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(kept) + "\n")
+    os.replace(partial, path)
+
+
+def load_answers(directory: Path, dataset: str, examples: list[Example]) -> dict | None:
+    """Answers kept by an earlier run on these very records; None where there are none yet."""
+    path = answers_file(directory, dataset, examples)
+    if not path.exists():
+        return None
+    try:
+        kept = json.loads(path.read_text())
+        same = [a["id"] for a in kept["answers"]] == [e.id for e in examples]
+        current = kept["features"] == list(FEATURES)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise RevisorError(f"{path} is not a file of kept answers ({error}): remove it") from None
+    if not same or not current:
+        raise RevisorError(f"{path} holds answers to other records or with other features: remove it "
+                           "to answer again")
+    return kept
+
+
+def calibrate(features: list[Features | None], correct: list[bool], target_precision: float,
+              about: dict, more_features: Sequence[Features | None] = (),
+              more_correct: Sequence[bool] = ()) -> tuple[Calibration, list[float | None], dict]:
+    """From each dev record's features (None: no revision) and whether its answer was exact, and
+    those of more held-out records to fit on: the calibration (its threshold placed on the dev
+    records), the dev records' confidences, and the out-of-fold reliability."""
+    pairs = [(values, ok) for values, ok in zip([*features, *more_features], [*correct, *more_correct],
+                                                strict=True) if values is not None]
+    rows, labels = [values for values, _ in pairs], [ok for _, ok in pairs]
     if sum(labels) < 2:
         raise RevisorError(f"{about['dataset']}: the model answered {sum(labels)} record(s) exactly; a "
                            "confidence cannot be fitted on that")
@@ -99,9 +174,7 @@ def calibrate(features: list[tuple[float, ...] | None], correct: list[bool], tar
     fitted = fit(rows, labels, uses)
     # The threshold is placed on the final fit's own confidences: out-of-fold ones come from five
     # fits scaled apart, whose ranking across folds is not the final one's.
-    confidences: list[float | None] = [None] * len(features)
-    for i, values in zip(revised, rows, strict=True):
-        confidences[i] = fitted.confidence(values)
+    confidences = [None if values is None else fitted.confidence(values) for values in features]
     # Points covering a handful of records say nothing about precision: they are not candidates.
     curve = [p for p in coverage_curve(confidences, correct) if p["threshold"] > 0
              and p["coverage"] >= MIN_COVERAGE]
@@ -112,10 +185,11 @@ def calibrate(features: list[tuple[float, ...] | None], correct: list[bool], tar
     posted = at_threshold(confidences, correct, threshold)
     quality = reliability(held_out, labels)
     figures = {
-        **about, "records": len(features), "revised": len(revised),
-        "exact_match": sum(correct) / len(features), "target_precision": target_precision,
-        "coverage": posted["coverage"], "precision": posted["precision"],
-        "reached": chosen is not None, "ece": quality["ece"], "brier": quality["brier"],
+        **about, "records": len(features), "revised": sum(v is not None for v in features),
+        "fitted_on": len(rows), "exact_match": sum(correct) / len(features),
+        "target_precision": target_precision, "coverage": posted["coverage"],
+        "precision": posted["precision"], "reached": chosen is not None, "ece": quality["ece"],
+        "brier": quality["brier"],
     }
     return replace(fitted, threshold=threshold, figures=figures), confidences, quality
 
@@ -123,7 +197,10 @@ def calibrate(features: list[tuple[float, ...] | None], correct: list[bool], tar
 def report(calibration: Calibration, confidences: list[float | None], correct: list[bool],
            quality: dict, output: Path) -> str:
     f = calibration.figures
+    fitted_on = (f"the dev records and {len(f['fit_also'])} more held-out file(s), {f['fitted_on']} revised "
+                 "records" if f.get("fit_also") else "the dev records")
     lines = [
+        f"{f['model']} ({f['strategy']}).",
         f"{f['records']} dev records: {f['revised']} revised, Exact Match {f['exact_match']:.1%} "
         "(all answers posted).",
         "",
@@ -132,7 +209,8 @@ def report(calibration: Calibration, confidences: list[float | None], correct: l
         "",
         f"Features kept (the likeliest out of fold, the fewest among near ties): "
         f"{', '.join(calibration.uses)}.",
-        f"Reliability (out-of-fold, {FOLDS} folds, equal-count bins of revised records):",
+        f"Fitted on {fitted_on}. Reliability (out-of-fold, {FOLDS} folds, equal-count bins of "
+        "the revised records fitted on):",
         "| records | mean confidence | exactly right |", "|---:|---:|---:|",
         *(f"| {b['n']} | {b['mean_confidence']:.3f} | {b['exact_rate']:.3f} |" for b in quality["bins"]),
         f"Expected calibration error {quality['ece']:.3f}, Brier score {quality['brier']:.3f}.",

@@ -126,8 +126,15 @@ def bench(**options) -> None:
 @click.option("--output", default=None, type=click.Path(dir_okay=False),
               help="Where to write the calibration [default: calibration.json beside --adapter].")
 @click.option("--limit", type=click.IntRange(1), default=None, help="Use the first N records.")
+@click.option("--fit-also", multiple=True,
+              help="More held-out pairs (repeatable) to fit the confidence on, e.g. records training "
+                   "skipped (`revisor data untrained`); the threshold is placed on --dataset alone.")
+@click.option("--answers", default=None, type=click.Path(file_okay=False),
+              help="Keep the model's answers to each dataset in this directory; datasets whose "
+                   "answers are kept there are not answered again (e.g. for another "
+                   "--target-precision: seconds instead of a pass over the records).")
 @model_options
-def calibrate(dataset, target_precision, output, limit, **model) -> None:
+def calibrate(dataset, target_precision, output, limit, fit_also, answers, **model) -> None:
     """Fit the confidence of a model's suggestions on a dev split and choose the threshold that
     reaches a target precision; print precision and coverage, and how well calibrated it is."""
     from pathlib import Path
@@ -137,18 +144,16 @@ def calibrate(dataset, target_precision, output, limit, **model) -> None:
     from training.datasets import load_dataset
     from training.splits import refuse_benchmark
 
-    refuse_benchmark(dataset, "calibration")
-    load_dataset(dataset)  # a missing or malformed file fails now, not after the model has loaded
+    for path in (dataset, *fit_also):
+        refuse_benchmark(path, "calibration")
+        load_dataset(path)  # a missing or malformed file fails now, not after the model has loaded
     if output is None:
         if not model["adapter"] or model["engine"] == "openai":
             raise RevisorError("--output: say where to write the calibration (there is no adapter "
                                "directory to put it beside)")
         output = str(Path(model["adapter"]) / CALIBRATION_FILE)
-    reviser = build_reviser(**model)
-    try:
-        click.echo(run_calibration(reviser, dataset, target_precision, Path(output), limit), nl=False)
-    finally:
-        reviser.engine.close()
+    click.echo(run_calibration(lambda: build_reviser(**model), dataset, target_precision, Path(output),
+                               limit, fit_also, Path(answers) if answers else None), nl=False)
 
 
 @click.command()
@@ -240,6 +245,28 @@ def data_split(pools, output, dev_size, dev_from, exclude, by_time, seed) -> Non
     from training.splits import split_pools
 
     click.echo(json.dumps(split_pools(list(pools), output, dev_size, seed, dev_from, list(exclude), by_time),
+                          indent=2))
+
+
+@data.command("untrained")
+@click.argument("train_file")
+@click.option("--max-length", required=True, type=click.IntRange(16),
+              help="The --max-length the adapter was trained with.")
+@click.option("--from", "pool", default=None,
+              help="Keep only records that also occur in this file, e.g. the pool the dev split "
+                   "was drawn from (the benchmark's kind of data).")
+@click.option("--model", default=EMBEDDED_BASE, show_default=True,
+              help="The base model the adapter was trained on (its tokenizer counts the tokens).")
+@click.option("--output", required=True, type=click.Path(dir_okay=False))
+def data_untrained(train_file, max_length, pool, model, output) -> None:
+    """Write the records of TRAIN_FILE that `revisor train --max-length N` skipped as too long.
+
+    The adapter never saw them: like the dev split, they are held out, and `revisor calibrate
+    --fit-also` fits the confidence on them too.
+    """
+    from training.splits import write_untrained
+
+    click.echo(json.dumps(write_untrained(train_file, resolve_model(model), max_length, pool, output),
                           indent=2))
 
 

@@ -1,4 +1,5 @@
-"""`revisor data split`: reproducible, de-duplicated train/dev splits of review-to-revision pools."""
+"""`revisor data split`: reproducible, de-duplicated train/dev splits of review-to-revision pools;
+`revisor data untrained`: the records of a split that training skipped."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import random
 from pathlib import Path
 
 from model.errors import RevisorError
+from model.schema import Example
 from training.datasets import codereviewer_record, file_digest, load_dataset
 
 BENCHMARK_SHA256 = "5c86b763576fa18f8a86e160614349af1c936e65b38cbb98eade5af683933696"
@@ -87,3 +89,27 @@ def split_pools(paths: list[str], output: str, dev_size: int, seed: int,
                "train": len(train), "dev": len(dev)}
     (out / "split.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def write_untrained(train_file: str, base_model: str, max_length: int, pool: str | None, output: str) -> dict:
+    """Write the records of `train_file` that `revisor train --max-length` skips as too long (of
+    those that also occur in `pool`, where given): the adapter never saw them, so they are held out
+    like the dev split and can calibrate it."""
+    from transformers import AutoTokenizer
+
+    from training.lora import tokenize_example
+
+    def key(example: Example) -> tuple[str, ...]:
+        return tuple(normalized(t) for t in (example.code_before, example.comment, example.code_after))
+
+    refuse_benchmark(train_file, "calibration")
+    examples = load_dataset(train_file).examples
+    wanted = {key(e) for e in load_dataset(pool).examples} if pool else None
+    tokenizer = AutoTokenizer.from_pretrained(base_model)
+    kept = [e for e in examples if (wanted is None or key(e) in wanted)
+            and tokenize_example(tokenizer, e, max_length) is None]
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    with Path(output).open("w", encoding="utf-8") as handle:
+        handle.writelines(json.dumps(codereviewer_record(e)) + "\n" for e in kept)
+    return {"records": len(examples), "from_pool": len(examples) if wanted is None
+            else sum(key(e) in wanted for e in examples), "untrained": len(kept), "output": output}
