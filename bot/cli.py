@@ -424,6 +424,10 @@ def main() -> None:
     except RevisorError as error:
         click.echo(f"revisor: {error}", err=True)
         sys.exit(1)
+    except OSError as error:  # an output that cannot be written, a disk that is full
+        where = f"{error.filename}: " if error.filename else ""
+        click.echo(f"revisor: {where}{error.strerror or error}", err=True)
+        sys.exit(1)
     finally:
         # Interrupted while vLLM's engine was starting, no engine object owns its process yet.
         for child in multiprocessing.active_children():

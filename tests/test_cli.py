@@ -64,6 +64,16 @@ def test_missing_files_and_models(tmp_path):
                           "not a PEFT adapter")
 
 
+def test_an_output_that_cannot_be_written_is_a_one_line_error(tmp_path):
+    pool = tmp_path / "pool.jsonl"
+    rows = [{"old": f" x = {i}", "new": f" y = {i}", "review": "rename"} for i in range(5)]
+    pool.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    result = revisor("data", "split", str(pool), "--dev-size", "2", "--output", str(blocked / "split"))
+    assert_one_line_error(result, f"{blocked / 'split'}: Not a directory")
+
+
 def test_adapter_for_another_base_model(tmp_path):
     (tmp_path / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "org/Other-1B"}))
     code = tmp_path / "a.py"

@@ -154,6 +154,9 @@ def test_data_untrained_writes_the_records_training_skips(tiny_split, tmp_path, 
         written = load_dataset(out).examples
         assert {e.id for e in written} == {i for i in wanted if lengths[i] > limit} != set()
         assert json.loads(result.stdout)["untrained"] == len(written)
+    unwritable = revisor("data", "untrained", str(small), "--max-length", str(limit), "--output",
+                         str(out / "under-a-file.jsonl"))
+    assert_one_line_error(unwritable, f"{out}: File exists")
     benchmark = shared_path("datasets/codereviewer/test.jsonl")
     refused = revisor("data", "untrained", str(benchmark), "--max-length", "256", "--output", str(out))
     assert_one_line_error(refused, "benchmark")

@@ -28,6 +28,11 @@ def normalized(text: str) -> str:
     return " ".join(text.split())
 
 
+def pair_key(example: Example) -> tuple[str, ...]:
+    """What makes two records the same pair: code, comment and revision, whitespace aside."""
+    return tuple(normalized(t) for t in (example.code_before, example.comment, example.code_after))
+
+
 def split_pools(paths: list[str], output: str, dev_size: int, seed: int,
                 dev_from: str | None = None, exclude: list[str] = (), by_time: bool = False) -> dict:
     """Merge the pools, drop duplicates and pairs whose code under review occurs in an `exclude`
@@ -47,7 +52,7 @@ def split_pools(paths: list[str], output: str, dev_size: int, seed: int,
     for path in paths:
         by_pool[path] = []
         for example in load_dataset(path).examples:
-            key = tuple(normalized(t) for t in (example.code_before, example.comment, example.code_after))
+            key = pair_key(example)
             if key in seen:
                 duplicates += 1
                 continue
@@ -99,17 +104,14 @@ def write_untrained(train_file: str, base_model: str, max_length: int, pool: str
 
     from training.lora import tokenize_example
 
-    def key(example: Example) -> tuple[str, ...]:
-        return tuple(normalized(t) for t in (example.code_before, example.comment, example.code_after))
-
     refuse_benchmark(train_file, "calibration")
     examples = load_dataset(train_file).examples
-    wanted = {key(e) for e in load_dataset(pool).examples} if pool else None
+    wanted = {pair_key(e) for e in load_dataset(pool).examples} if pool else None
     tokenizer = AutoTokenizer.from_pretrained(base_model)
-    kept = [e for e in examples if (wanted is None or key(e) in wanted)
+    kept = [e for e in examples if (wanted is None or pair_key(e) in wanted)
             and tokenize_example(tokenizer, e, max_length) is None]
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     with Path(output).open("w", encoding="utf-8") as handle:
         handle.writelines(json.dumps(codereviewer_record(e)) + "\n" for e in kept)
     return {"records": len(examples), "from_pool": len(examples) if wanted is None
-            else sum(key(e) in wanted for e in examples), "untrained": len(kept), "output": output}
+            else sum(pair_key(e) in wanted for e in examples), "untrained": len(kept), "output": output}
