@@ -22,7 +22,7 @@ test-fast: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 
-# Rebuild Revisor's default adapter (model/default_adapter) from ../shared/datasets: split (dev from
+# Rebuild Revisor's default adapter (revisor/model/default_adapter) from ../shared/datasets: split (dev from
 # codereviewer/train.jsonl; pairs sharing code with the benchmark dropped), train (resumable: run
 # it again after an interruption), merge into the default model, calibrate for 30% precision (fitted
 # on the dev records and on the codereviewer/train records too long to train on, thresholded on dev).
@@ -35,10 +35,10 @@ adapter: setup
 	$(VENV)/bin/revisor train --data $(RUN)/split/train.jsonl --output $(RUN)/adapter --max-length 256 \
 	  --learning-rate 1e-3 --save-steps 10 --resume
 	cp $(RUN)/adapter/adapter_model.safetensors $(RUN)/adapter/adapter_config.json \
-	  $(RUN)/adapter/revisor_train.json model/default_adapter/
-	cp $(RUN)/split/split.json model/default_adapter/
+	  $(RUN)/adapter/revisor_train.json revisor/model/default_adapter/
+	cp $(RUN)/split/split.json revisor/model/default_adapter/
 	$(VENV)/bin/revisor prepare-model
 	$(VENV)/bin/revisor data untrained $(RUN)/split/train.jsonl --max-length 256 \
 	  --from $(DATA)/codereviewer/train.jsonl --output $(RUN)/split/untrained.jsonl
 	$(VENV)/bin/revisor calibrate --dataset $(RUN)/split/dev.jsonl --fit-also $(RUN)/split/untrained.jsonl \
-	  --target-precision 0.3 --output model/default_adapter/calibration.json
+	  --target-precision 0.3 --output revisor/model/default_adapter/calibration.json

@@ -28,7 +28,7 @@ from pathlib import Path
 import httpx
 import redis
 
-from model.embedded import prepare_embedded_model
+from revisor.model.embedded import prepare_embedded_model
 from tests import bot_scenario as s
 from tests.fuzz import fuzzed_deliveries
 from tests.github_server import ServerThread, create_github_app

@@ -12,13 +12,13 @@ from __future__ import annotations
 import argparse
 import time
 
-from model.embedded import resolve_model, revisor_home
-from model.engines.base import EngineConfig
-from model.engines.vllm_local import VLLMEngine
-from model.prompts import make_strategy
-from model.retrieval import BM25Retriever
-from model.reviser import Reviser
-from training.datasets import load_dataset
+from revisor.model.embedded import resolve_model, revisor_home
+from revisor.model.engines.base import EngineConfig
+from revisor.model.engines.vllm_local import VLLMEngine
+from revisor.model.prompts import make_strategy
+from revisor.model.retrieval import BM25Retriever
+from revisor.model.reviser import Reviser
+from revisor.training.datasets import load_dataset
 
 
 def timed(engine: VLLMEngine, reviser: Reviser, tasks) -> tuple[float, int]:

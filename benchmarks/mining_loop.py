@@ -25,9 +25,9 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from revisor.training.datasets import load_dataset
 from tests.github_server import FakeGitHub, PullRequest, ServerThread, create_github_app, new_app_key
 from tests.repo_history import comment, commit
-from training.datasets import load_dataset
 
 REPO = "team/replayed"
 TOKEN = "ghp_" + "r" * 36
@@ -58,7 +58,7 @@ def replay(records: str, count: int, root: Path) -> FakeGitHub:
 def revisor(*args: str, env: dict | None = None,
             check: bool = True) -> tuple[subprocess.CompletedProcess, float]:
     started = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "bot.cli", *args], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "revisor", *args], capture_output=True, text=True,
                             env={**os.environ, **(env or {})})
     if check and result.returncode != 0:
         sys.exit(f"revisor {' '.join(args)} failed:\n{result.stderr[-2000:]}")
@@ -68,7 +68,7 @@ def revisor(*args: str, env: dict | None = None,
 def serve_and_route(out: Path, adapter: Path) -> dict:
     """`vllm serve` with `adapter` as the LoRA module "shop" beside Revisor's own; a review comment
     on a repository whose `.github/revisor.yml` says `adapter: shop`, answered by `revisor action`."""
-    from model.embedded import prepare_embedded_model
+    from revisor.model.embedded import prepare_embedded_model
     from tests import bot_scenario as s
     from tests.servers import vllm_server
 

@@ -68,7 +68,7 @@ async def send(url: str, secret: str, count: int, rate: float) -> tuple[list[flo
 def start_server(database: Path, secret: str, port: int) -> subprocess.Popen:
     env = {**os.environ, "GITHUB_WEBHOOK_SECRET": secret, "GITHUB_APP_ID": "1",
            "GITHUB_APP_PRIVATE_KEY": "unused: no worker runs", "REVISOR_DATABASE": str(database)}
-    command = [sys.executable, "-m", "bot.cli", "serve", "--workers", "0", "--port", str(port)]
+    command = [sys.executable, "-m", "revisor", "serve", "--workers", "0", "--port", str(port)]
     server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(100):
         try:

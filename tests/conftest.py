@@ -32,7 +32,7 @@ def shared_path(relative: str) -> Path:
 
 @pytest.fixture(scope="session")
 def embedded_model() -> str:
-    from model.embedded import prepare_embedded_model
+    from revisor.model.embedded import prepare_embedded_model
 
     return str(prepare_embedded_model())
 
@@ -40,8 +40,8 @@ def embedded_model() -> str:
 @pytest.fixture(scope="session")
 def vllm_engine(embedded_model):
     """The in-process vLLM engine, eager (no compilation) so the suite starts fast."""
-    from model.engines.base import EngineConfig
-    from model.engines.vllm_local import VLLMEngine
+    from revisor.model.engines.base import EngineConfig
+    from revisor.model.engines.vllm_local import VLLMEngine
 
     engine = VLLMEngine(EngineConfig(model=embedded_model, compile=False))
     yield engine

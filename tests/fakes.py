@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from model.engines.base import ChatRequest, Completion, Step
+from revisor.model.engines.base import ChatRequest, Completion, Step
 
 
 class FakeEngine:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from model.engines.base import local_dtype
+from revisor.model.engines.base import local_dtype
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -118,5 +118,5 @@ def revisor(command: list[str], env: dict, log: Path) -> Server:
     else:
         options, path = ["--metrics-port", str(port)], "/metrics"
     url = f"http://127.0.0.1:{port}"
-    return Server([sys.executable, "-m", "bot.cli", *command, *options], log, lambda: answers(url + path),
+    return Server([sys.executable, "-m", "revisor", *command, *options], log, lambda: answers(url + path),
                   env, url=url)

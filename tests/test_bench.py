@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from model.prompts import ZeroShot, make_strategy
-from model.retrieval import BM25Retriever
-from model.reviser import Reviser
+from revisor.model.prompts import ZeroShot, make_strategy
+from revisor.model.retrieval import BM25Retriever
+from revisor.model.reviser import Reviser
+from revisor.training.bench import BenchConfig, run_bench
+from revisor.training.datasets import load_dataset
 from tests.conftest import shared_path
 from tests.fakes import FakeEngine, char_steps
-from training.bench import BenchConfig, run_bench
-from training.datasets import load_dataset
 
 
 class Borrowed:

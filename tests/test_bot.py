@@ -13,17 +13,17 @@ import httpx
 import pytest
 from github import GithubException
 
-from bot.app import create_app, valid_signature
-from bot.config import RepoConfig
-from bot.github import PullRequestAPI, app_client
-from bot.handlers import Handlers, ReviewContext, wanted
-from bot.jobs import MAX_ATTEMPTS, RedisJobStore, SQLiteJobStore, backoff_seconds
-from bot.metrics import REGISTRY
-from bot.placement import fingerprint, head_marker, marker
-from bot.worker import Worker, retry_after_seconds
-from model.errors import RevisorError
-from model.prompts import ZeroShot
-from model.reviser import Reviser
+from revisor.bot.app import create_app, valid_signature
+from revisor.bot.config import RepoConfig
+from revisor.bot.github import PullRequestAPI, app_client
+from revisor.bot.handlers import Handlers, ReviewContext, wanted
+from revisor.bot.jobs import MAX_ATTEMPTS, RedisJobStore, SQLiteJobStore, backoff_seconds
+from revisor.bot.metrics import REGISTRY
+from revisor.bot.placement import fingerprint, head_marker, marker
+from revisor.bot.worker import Worker, retry_after_seconds
+from revisor.model.errors import RevisorError
+from revisor.model.prompts import ZeroShot
+from revisor.model.reviser import Reviser
 from tests import bot_scenario as s
 from tests.fakes import FakeEngine
 from tests.fuzz import fuzzed_deliveries
@@ -374,8 +374,8 @@ def test_failed_deliveries_are_listed_from_github_and_sent_again(github):
 
 
 def test_jobs_of_one_installation_share_its_token(github):
-    from bot.config import Settings
-    from bot.service import app_api
+    from revisor.bot.config import Settings
+    from revisor.bot.service import app_api
 
     gh, key, url = github
     open_api = app_api(Settings(webhook_secret=s.SECRET, app_id=s.APP_ID, private_key=key, api_url=url))
@@ -444,8 +444,8 @@ def test_a_permanent_error_fails_the_job_at_once_with_what_to_change(github, sto
 
 
 def test_a_model_server_that_is_down_delays_the_job_and_loses_nothing(github, store):
-    from model.engines.base import EngineConfig
-    from model.engines.openai_http import OpenAIEngine
+    from revisor.model.engines.base import EngineConfig
+    from revisor.model.engines.openai_http import OpenAIEngine
 
     gh, key, url = github
     down = OpenAIEngine(EngineConfig(model="m", base_url="http://127.0.0.1:9/v1", retries=0, timeout_s=2))
@@ -662,8 +662,8 @@ def test_a_mention_inside_a_thread_is_answered_in_that_thread(github):
 
 
 def test_repositories_choose_adapters_the_service_offers():
-    from bot.config import ModelSettings
-    from bot.service import build_handlers
+    from revisor.bot.config import ModelSettings
+    from revisor.bot.service import build_handlers
 
     settings = ModelSettings(engine="openai", base_url="http://127.0.0.1:9/v1", model="base",
                              adapters=("team-a",))

@@ -133,7 +133,7 @@ def test_the_action_with_the_in_process_model_exits_once_it_answered_and_leaves_
            "GITHUB_EVENT_PATH": str(s.write_event(tmp_path, s.review_comment_payload())),
            "GITHUB_REPOSITORY": s.REPO, "GITHUB_API_URL": url, "INPUT_TOKEN": "ghs_action_token",
            "REVISOR_MIN_CONFIDENCE": "0"}  # the default model, in this process: vLLM's engine process
-    action = subprocess.Popen([sys.executable, "-m", "bot.cli", "action"], cwd=ROOT, env=env,
+    action = subprocess.Popen([sys.executable, "-m", "revisor", "action"], cwd=ROOT, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     children: set[int] = set()
 
@@ -196,7 +196,7 @@ def test_a_stop_while_the_engine_starts_ends_revisor_and_its_engine_process(stop
 
     code = tmp_path / "a.py"
     code.write_text("x = 1\n")
-    command = [sys.executable, "-m", "bot.cli", "revise", "-c", "rename x", str(code)]
+    command = [sys.executable, "-m", "revisor", "revise", "-c", "rename x", str(code)]
     revise = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     engines: set[int] = set()
 

@@ -14,7 +14,7 @@ DEMO = str(ROOT / "examples" / "demo.diff")
 
 
 def revisor(*args: str, stdin: bytes | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bot.cli", *args], input=stdin, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "revisor", *args], input=stdin, capture_output=True,
                           cwd=ROOT, timeout=600, env={**os.environ, **(env or {})})
 
 
@@ -27,7 +27,7 @@ def assert_one_line_error(result: subprocess.CompletedProcess, fragment: str) ->
 
 
 def test_help_explains_every_command():
-    from bot.cli import cli
+    from revisor.bot.cli import cli
 
     out = revisor("--help").stdout.decode()
     overview = out.split("Options:")[0]
@@ -139,20 +139,20 @@ def test_revise_prints_a_unified_diff(vllm_server, tmp_path):
 
 def test_serve_refuses_to_start_without_a_secret_or_app_credentials(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("GITHUB_")}
-    run = subprocess.run([sys.executable, "-m", "bot.cli", "serve"], env=env, capture_output=True, cwd=ROOT,
+    run = subprocess.run([sys.executable, "-m", "revisor", "serve"], env=env, capture_output=True, cwd=ROOT,
                          timeout=60)
     assert_one_line_error(run, "GITHUB_WEBHOOK_SECRET must be set")
     env["GITHUB_WEBHOOK_SECRET"] = "s" * 32
-    run = subprocess.run([sys.executable, "-m", "bot.cli", "serve"], env=env, capture_output=True, cwd=ROOT,
+    run = subprocess.run([sys.executable, "-m", "revisor", "serve"], env=env, capture_output=True, cwd=ROOT,
                          timeout=60)
     assert_one_line_error(run, "set GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY")
     env.update(GITHUB_APP_ID="1", GITHUB_APP_PRIVATE_KEY="unused", REVISOR_REDIS_URL="redis://127.0.0.1:9/0")
     for command in (["serve"], ["worker"]):
-        run = subprocess.run([sys.executable, "-m", "bot.cli", *command], env=env, capture_output=True,
+        run = subprocess.run([sys.executable, "-m", "revisor", *command], env=env, capture_output=True,
                              cwd=ROOT, timeout=60)
         assert_one_line_error(run, "REVISOR_REDIS_URL: cannot use Redis at redis://127.0.0.1:9/0")
     env["REVISOR_REDIS_URL"] = "not-a-url"
-    run = subprocess.run([sys.executable, "-m", "bot.cli", "worker"], env=env, capture_output=True, cwd=ROOT,
+    run = subprocess.run([sys.executable, "-m", "revisor", "worker"], env=env, capture_output=True, cwd=ROOT,
                          timeout=60)
     assert_one_line_error(run, "REVISOR_REDIS_URL: cannot use Redis at not-a-url")
 
@@ -166,13 +166,13 @@ def test_worker_metrics_port_in_use_is_a_one_line_error(tmp_path):
         taken.bind(("0.0.0.0", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        command = [sys.executable, "-m", "bot.cli", "worker", "--metrics-port", str(port)]
+        command = [sys.executable, "-m", "revisor", "worker", "--metrics-port", str(port)]
         run = subprocess.run(command, env=env, capture_output=True, cwd=ROOT, timeout=60)
     assert_one_line_error(run, f"--metrics-port {port}: Address already in use")
 
 
 def test_jobs_lists_failed_jobs_and_queues_them_again(tmp_path, monkeypatch):
-    from bot.jobs import SQLiteJobStore
+    from revisor.bot.jobs import SQLiteJobStore
 
     database = tmp_path / "jobs.db"
     store = SQLiteJobStore(database)
@@ -190,7 +190,7 @@ def test_jobs_lists_failed_jobs_and_queues_them_again(tmp_path, monkeypatch):
 
 
 def test_settings_never_show_secrets():
-    from bot.config import Settings
+    from revisor.bot.config import Settings
 
     settings = Settings.from_env({"GITHUB_WEBHOOK_SECRET": "s" * 32, "GITHUB_APP_ID": "1",
                                   "GITHUB_APP_PRIVATE_KEY": "-----BEGIN RSA PRIVATE KEY-----x"})

@@ -9,17 +9,23 @@ from dataclasses import replace
 
 import pytest
 
-from model.confidence import Calibration, features, fit, uncalibrated_confidence
-from model.engines.base import logprobs_within
-from model.errors import RevisorError
-from model.prompts import ZeroShot
-from model.reviser import Reviser
+from revisor.model.confidence import Calibration, features, fit, uncalibrated_confidence
+from revisor.model.engines.base import logprobs_within
+from revisor.model.errors import RevisorError
+from revisor.model.prompts import ZeroShot
+from revisor.model.reviser import Reviser
+from revisor.training.calibrate import calibrate, run_calibration
+from revisor.training.metrics import (
+    at_threshold,
+    coverage_curve,
+    precision_at_coverage,
+    reliability,
+    threshold_for,
+)
+from revisor.training.splits import split_pools
 from tests.conftest import shared_path
 from tests.fakes import FakeEngine, char_steps
 from tests.test_cli import assert_one_line_error, revisor
-from training.calibrate import calibrate, run_calibration
-from training.metrics import at_threshold, coverage_curve, precision_at_coverage, reliability, threshold_for
-from training.splits import split_pools
 
 
 def test_only_tokens_that_begin_inside_the_answer_count():

@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-from model.errors import DatasetError
+from revisor.model.errors import DatasetError
+from revisor.training.datasets import load_dataset, strip_diff_markers
 from tests.conftest import shared_path
-from training.datasets import load_dataset, strip_diff_markers
 
 RECORD = {"_id": 7, "old": " a = 1\n-b = 2", "new": " a = 1\n+b = 3", "review": "use 3", "language": "py",
           "model_code": "a = 1\nb = 3", "gpt_code": "a = 1"}

@@ -9,11 +9,11 @@ import sys
 
 import pytest
 
-from model.confidence import CALIBRATION_FILE, Calibration
-from model.embedded import DEFAULT_ADAPTER, prepare_default_model, prepare_embedded_model
+from revisor.model.confidence import CALIBRATION_FILE, Calibration
+from revisor.model.embedded import DEFAULT_ADAPTER, prepare_default_model, prepare_embedded_model
+from revisor.training.datasets import file_digest
+from revisor.training.lora import ADAPTER_WEIGHTS, METADATA
 from tests.conftest import ROOT, shared_path
-from training.datasets import file_digest
-from training.lora import ADAPTER_WEIGHTS, METADATA
 
 
 def safetensors_dtypes(path) -> set[str]:
@@ -76,7 +76,7 @@ def test_the_demo_prints_revisors_output_only():
 def test_bench_through_its_command_scores_the_default_configuration(tmp_path):
     dataset = shared_path("datasets/codereviewer/test.jsonl")
     command = ["bench", "--dataset", str(dataset), "--limit", "4", "--no-compile", "--output", str(tmp_path)]
-    result = subprocess.run([sys.executable, "-m", "bot.cli", *command], cwd=ROOT, capture_output=True,
+    result = subprocess.run([sys.executable, "-m", "revisor", *command], cwd=ROOT, capture_output=True,
                             text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())

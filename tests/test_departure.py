@@ -6,12 +6,12 @@ import re
 
 import pytest
 
-from model.departure import continuation, joined, likeliest_departure
-from model.engines.base import ChatRequest, Completion, Step
-from model.prompts import STOP, ZeroShot
-from model.reviser import Reviser
-from model.schema import NoRevision, Revision, RevisionTask
-from training.bench import BenchConfig, run_bench
+from revisor.model.departure import continuation, joined, likeliest_departure
+from revisor.model.engines.base import ChatRequest, Completion, Step
+from revisor.model.prompts import STOP, ZeroShot
+from revisor.model.reviser import Reviser
+from revisor.model.schema import NoRevision, Revision, RevisionTask
+from revisor.training.bench import BenchConfig, run_bench
 
 TASK = RevisionTask("x = 0\nprint(x)\n", "rename x to count", "py")
 

@@ -6,7 +6,7 @@ import subprocess
 
 import yaml
 
-from bot.handlers import wanted
+from revisor.bot.handlers import wanted
 from tests import bot_scenario as s
 from tests.conftest import ROOT, unavailable
 

@@ -2,11 +2,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.diff import parse_diff
-from bot.pipeline import Budget, LineComment, review
-from model.errors import DiffError, RevisorError
-from model.prompts import ZeroShot
-from model.reviser import Reviser
+from revisor.bot.diff import parse_diff
+from revisor.bot.pipeline import Budget, LineComment, review
+from revisor.model.errors import DiffError, RevisorError
+from revisor.model.prompts import ZeroShot
+from revisor.model.reviser import Reviser
 from tests.fakes import FakeEngine
 
 DEMO = (Path(__file__).parents[1] / "examples" / "demo.diff").read_text()

@@ -2,14 +2,14 @@
 
 import pytest
 
-from model.departure import continuation, joined, likeliest_departure
-from model.engines.base import EngineConfig
-from model.engines.openai_http import OpenAIEngine
-from model.errors import EngineUnavailableError
-from model.parsing import same_code
-from model.prompts import STOP, ZeroShot
-from model.reviser import Reviser
-from model.schema import Revision, RevisionTask
+from revisor.model.departure import continuation, joined, likeliest_departure
+from revisor.model.engines.base import EngineConfig
+from revisor.model.engines.openai_http import OpenAIEngine
+from revisor.model.errors import EngineUnavailableError
+from revisor.model.parsing import same_code
+from revisor.model.prompts import STOP, ZeroShot
+from revisor.model.reviser import Reviser
+from revisor.model.schema import Revision, RevisionTask
 from tests.conftest import SERVED_NAME
 
 pytestmark = pytest.mark.slow
@@ -68,7 +68,7 @@ def test_openai_engine_errors_name_the_fix(vllm_server):
 
 
 def test_transformers_engine_uses_the_same_prompts(embedded_model):
-    from model.engines.hf import TransformersEngine
+    from revisor.model.engines.hf import TransformersEngine
 
     engine = TransformersEngine(EngineConfig(model=embedded_model, batch_size=2))
     completions = engine.generate(requests())
@@ -82,7 +82,7 @@ def test_transformers_engine_uses_the_same_prompts(embedded_model):
 
 def test_openai_engine_spreads_over_replicas_and_skips_one_that_fails(vllm_server, monkeypatch):
     # However long a busy machine takes to answer the batch, the failure is still recent after it.
-    monkeypatch.setattr("model.engines.openai_http.COOL_DOWN_S", 3600.0)
+    monkeypatch.setattr("revisor.model.engines.openai_http.COOL_DOWN_S", 3600.0)
     refusing = "http://127.0.0.1:9/v1"
     engine = OpenAIEngine(EngineConfig(model=SERVED_NAME, base_url=f"{refusing},{vllm_server}", timeout_s=30))
     assert [engine._replica_order() for _ in range(3)] == [[0, 1], [1, 0], [0, 1]]  # turns
@@ -103,7 +103,7 @@ their last digits."""
 
 
 def test_confidence_agrees_across_engines(vllm_engine, vllm_server, embedded_model):
-    from model.engines.hf import TransformersEngine
+    from revisor.model.engines.hf import TransformersEngine
 
     served = OpenAIEngine(EngineConfig(model=SERVED_NAME, base_url=vllm_server, concurrency=1))
     engines = [vllm_engine, served, TransformersEngine(EngineConfig(model=embedded_model, batch_size=1))]
@@ -133,7 +133,7 @@ def test_every_engine_finds_the_same_departure_and_the_model_finishes_it(vllm_en
     """The likeliest other tokens come the same from each engine (within the tolerance of their
     arithmetic), so each leaves the greedy answer at the same token; finished, that answer is
     another revision."""
-    from model.engines.hf import TransformersEngine
+    from revisor.model.engines.hf import TransformersEngine
 
     served = OpenAIEngine(EngineConfig(model=SERVED_NAME, base_url=vllm_server, concurrency=1))
     engines = [vllm_engine, served, TransformersEngine(EngineConfig(model=embedded_model, batch_size=1))]

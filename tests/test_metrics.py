@@ -2,9 +2,9 @@ import json
 
 import pytest
 
+from revisor.training.datasets import load_dataset
+from revisor.training.metrics import exact_match, score_system
 from tests.conftest import shared_path
-from training.datasets import load_dataset
-from training.metrics import exact_match, score_system
 
 
 def test_exact_match_collapses_whitespace_only():
@@ -31,7 +31,7 @@ def test_reproduces_stored_flags_row_for_row_on_the_whole_test_set():
 
 
 def test_score_counts_unchanged_and_empty_predictions(tmp_path):
-    from model.schema import Example
+    from revisor.model.schema import Example
 
     examples = [Example("1", "a = f(1, 2)", "rename", "b = f(1, 2)"), Example("2", "x(3)", "call y", "y(3)")]
     score = score_system("s", examples, ["a  =  f(1, 2)", ""])

@@ -10,12 +10,12 @@ import time
 
 import pytest
 
-from bot.mining import MiningRun, mine
-from model.errors import RevisorError
+from revisor.bot.mining import MiningRun, mine
+from revisor.model.errors import RevisorError
+from revisor.training.datasets import load_dataset
 from tests.conftest import ROOT
 from tests.github_server import ServerThread, create_github_app
 from tests.repo_history import REPO, history_github
-from training.datasets import load_dataset
 
 TOKEN = "ghp_" + "m" * 36
 EXPECTED = {  # comment id -> (code the reviewer saw, the code after the change)
@@ -42,7 +42,7 @@ def history(tmp_path):
 
 
 def run_mine(url: str, output, *args: str, repo: str = REPO, env: dict | None = None, wait: bool = True):
-    command = [sys.executable, "-m", "bot.cli", "mine", "--repo", repo, "--output", str(output), *args]
+    command = [sys.executable, "-m", "revisor", "mine", "--repo", repo, "--output", str(output), *args]
     env = {**os.environ, "GITHUB_API_URL": url, "GITHUB_TOKEN": TOKEN, **(env or {})}
     if not wait:
         return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -112,7 +112,7 @@ def test_mine_resumes_after_a_kill_with_no_pair_lost_or_doubled(history, tmp_pat
 def test_mine_waits_out_primary_and_secondary_rate_limits(history, tmp_path):
     """As the App: its installation on the repository is looked up. Each limit is answered once:
     a client that retried before the reset or the Retry-After would be refused again."""
-    from bot.github import repository_client
+    from revisor.bot.github import repository_client
 
     gh, url, private, _ = history
     env = {"GITHUB_API_URL": url, "GITHUB_APP_ID": gh.app_id, "GITHUB_APP_PRIVATE_KEY": private}

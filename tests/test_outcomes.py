@@ -11,19 +11,19 @@ import sys
 
 import pytest
 
-from bot.github import PullRequestAPI, app_client
-from bot.handlers import Handlers, ReviewContext, wanted
-from bot.jobs import RedisJobStore, SQLiteJobStore, locked
-from bot.metrics import REGISTRY
-from bot.outcomes import PostedSuggestion, judge
-from model.prompts import ZeroShot
-from model.reviser import Reviser
+from revisor.bot.github import PullRequestAPI, app_client
+from revisor.bot.handlers import Handlers, ReviewContext, wanted
+from revisor.bot.jobs import RedisJobStore, SQLiteJobStore, locked
+from revisor.bot.metrics import REGISTRY
+from revisor.bot.outcomes import PostedSuggestion, judge
+from revisor.model.prompts import ZeroShot
+from revisor.model.reviser import Reviser
+from revisor.training.datasets import load_dataset
 from tests import bot_scenario as s
 from tests.conftest import ROOT
 from tests.fakes import FakeEngine
 from tests.github_server import FakeGitHub, PullRequest, ServerThread, create_github_app, new_app_key
 from tests.repo_history import commit, pull_files
-from training.datasets import load_dataset
 
 SHOP = """def count(items):
     n = 0
@@ -117,7 +117,7 @@ def test_applied_changed_and_left_after_a_push_and_on_close(ledger, tmp_path):
     assert {o: after[o] - before[o] for o in after} == {"applied": 1, "changed": 1, "left": 1}
 
     def revisor(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "bot.cli", *args], cwd=ROOT, capture_output=True,
+        return subprocess.run([sys.executable, "-m", "revisor", *args], cwd=ROOT, capture_output=True,
                               text=True, timeout=60, env={**os.environ, **store_env})
 
     report = revisor("report")

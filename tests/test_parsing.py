@@ -1,5 +1,5 @@
-from model.parsing import extract_code, parse_revision, reindent
-from model.schema import NoRevision, Revision
+from revisor.model.parsing import extract_code, parse_revision, reindent
+from revisor.model.schema import NoRevision, Revision
 
 ORIGINAL = "    f = open(p)\n    data = f.read()\n"
 

@@ -1,6 +1,6 @@
-from model.prompts import FewShot, FineTunedFormat, ZeroShot, fenced, max_new_tokens
-from model.retrieval import BM25Retriever, tokenize
-from model.schema import Example, RevisionTask
+from revisor.model.prompts import FewShot, FineTunedFormat, ZeroShot, fenced, max_new_tokens
+from revisor.model.retrieval import BM25Retriever, tokenize
+from revisor.model.schema import Example, RevisionTask
 
 POOL = [
     Example("1", "f = open(p)\nf.close()", "use a context manager", "with open(p) as f:\n    pass", "py"),

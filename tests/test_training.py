@@ -8,15 +8,15 @@ import time
 
 import pytest
 
-from model.engines.base import EngineConfig
-from model.errors import RevisorError
-from model.prompts import FineTunedFormat
-from model.reviser import Reviser
-from model.schema import Example
+from revisor.model.engines.base import EngineConfig
+from revisor.model.errors import RevisorError
+from revisor.model.prompts import FineTunedFormat
+from revisor.model.reviser import Reviser
+from revisor.model.schema import Example
+from revisor.training.datasets import codereviewer_record, load_dataset
+from revisor.training.splits import split_pools
 from tests.conftest import ROOT, shared_path
 from tests.test_cli import assert_one_line_error, revisor
-from training.datasets import codereviewer_record, load_dataset
-from training.splits import split_pools
 
 
 @pytest.fixture(scope="session")
@@ -78,8 +78,8 @@ def test_adapter_is_standard_peft_with_metadata(adapter, tiny_split):
 
 @pytest.mark.slow
 def test_vllm_and_peft_give_the_same_adapted_outputs_unlike_the_base(adapter, tiny_split, embedded_model):
-    from model.engines.hf import TransformersEngine
-    from model.engines.vllm_local import VLLMEngine
+    from revisor.model.engines.hf import TransformersEngine
+    from revisor.model.engines.vllm_local import VLLMEngine
 
     tasks = [e.task for e in load_dataset(tiny_split / "small.jsonl").examples[:4]]
     config = EngineConfig(model=embedded_model, adapter=str(adapter), dtype="float32", compile=False)
@@ -97,7 +97,7 @@ def test_vllm_and_peft_give_the_same_adapted_outputs_unlike_the_base(adapter, ti
 @pytest.mark.slow
 def test_interrupted_run_resumes_to_the_same_step_count(tiny_split, tmp_path):
     output = tmp_path / "resumed"
-    command = [sys.executable, "-m", "bot.cli", *train_args(tiny_split / "small.jsonl", output)]
+    command = [sys.executable, "-m", "revisor", *train_args(tiny_split / "small.jsonl", output)]
     run = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 600
     while not (output / "checkpoints" / "checkpoint-2" / "trainer_state.json").exists():
@@ -137,7 +137,7 @@ def test_split_by_time_holds_out_the_newest_and_trains_only_on_older(tmp_path):
 def test_data_untrained_writes_the_records_training_skips(tiny_split, tmp_path, embedded_model):
     from transformers import AutoTokenizer
 
-    from training.lora import tokenize_example
+    from revisor.training.lora import tokenize_example
 
     small = tiny_split / "small.jsonl"
     pool = tmp_path / "pool.jsonl"

@@ -1,0 +1,191 @@
+"""`revisor mine`: review-to-revision pairs from a repository's own pull requests.
+
+A pair is a review comment on lines of a pull request and the first later commit of the same pull
+request that changed those lines: the code the reviewer saw (at the comment's
+`original_commit_id`, with a few lines around it), the comment, and the same region after that
+commit. Records use the CodeReviewer JSONL schema that `revisor train`, `bench` and `data split`
+read, plus `created_at` and where the pair came from.
+
+Mining resumes: `<output>.state.json` lists the pull requests done, and records already in the
+output are never written again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+
+from github.PullRequest import PullRequest
+from github.PullRequestComment import PullRequestComment
+from github.Repository import Repository
+
+from revisor.bot.diff import follow, line_opcodes, touched
+from revisor.bot.github import file_lines
+from revisor.model.errors import RevisorError
+from revisor.model.languages import language_of_path
+from revisor.model.schema import Example
+from revisor.training.datasets import codereviewer_record
+
+CONTEXT_LINES = 3
+"""Lines around the commented ones in each record, as in CodeReviewer's hunks."""
+
+
+@dataclass
+class PullHistory:
+    """One pull request's commits, and its files at any of them (each fetched once)."""
+
+    repo: Repository
+    commits: list[str]
+
+    def __post_init__(self) -> None:
+        self.lines_at = lru_cache(maxsize=64)(self._lines_at)
+        self.files_of = lru_cache(maxsize=256)(self._files_of)
+
+    def _lines_at(self, sha: str, path: str) -> list[str] | None:
+        return file_lines(self.repo, path, sha)
+
+    def _files_of(self, sha: str) -> dict[str, tuple[str, str]]:
+        """What commit `sha` did to each file it touched: old name -> (status, new name)."""
+        return {(f.previous_filename or f.filename): (f.status, f.filename)
+                for f in self.repo.get_commit(sha).files}
+
+
+def skip_reason(comment: PullRequestComment) -> str | None:
+    """Why a comment cannot be a pair before any code is read, or None."""
+    if comment.in_reply_to_id:
+        return "a reply"
+    if comment.user is not None and (comment.user.type == "Bot" or comment.user.login.endswith("[bot]")):
+        return "written by a bot"
+    if comment.subject_type == "file" or comment.original_line is None:
+        return "a comment on a whole file"
+    if "LEFT" in (comment.side, comment.start_side):
+        return "on deleted lines"
+    if not language_of_path(comment.path):
+        return "not code"
+    return None
+
+
+def mine_comment(history: PullHistory, pull: PullRequest, comment: PullRequestComment) -> dict | str:
+    """The record for one review comment, or the reason it yields none."""
+    reason = skip_reason(comment)
+    if reason:
+        return reason
+    commit = comment.original_commit_id
+    if commit not in history.commits:
+        return "outdated (its commit left the pull request)"
+    seen = history.lines_at(commit, comment.path)
+    first = comment.original_start_line or comment.original_line
+    if seen is None or not 1 <= first <= comment.original_line <= len(seen):
+        return "outdated (its lines are not in the file)"
+    region = (first - 1, comment.original_line)
+    window = (max(0, region[0] - CONTEXT_LINES), min(len(seen), region[1] + CONTEXT_LINES))
+    code_before = "\n".join(seen[window[0]:window[1]]).strip("\n")
+    path, before = comment.path, seen
+    for later in history.commits[history.commits.index(commit) + 1:]:
+        status, new_path = history.files_of(later).get(path, ("unchanged", path))
+        if status == "unchanged":
+            continue
+        if status == "removed":
+            return "file deleted before its lines changed"
+        after = history.lines_at(later, new_path) or []
+        ops = line_opcodes(before, after)
+        if touched(ops, *region):
+            low, high = follow(ops, *window)
+            example = Example(
+                id=f"{history.repo.full_name}#{pull.number}/{comment.id}",
+                code_before=code_before,
+                comment=comment.body,
+                code_after="\n".join(after[low:high]).strip("\n"),
+                language=language_of_path(comment.path),
+                created_at=comment.created_at.isoformat(),
+            )
+            return codereviewer_record(example) | {"source": {
+                "repo": history.repo.full_name, "pull": pull.number, "comment_id": comment.id,
+                "url": comment.html_url, "path": comment.path, "path_after": new_path,
+                "lines": [first, comment.original_line], "commit_before": commit, "commit_after": later}}
+        region, window = follow(ops, *region), follow(ops, *window)  # other lines changed: go on
+        path, before = new_path, after
+    return "never followed by a change"
+
+
+@dataclass
+class MiningRun:
+    """One output file and what `<output>.state.json` keeps between runs into it."""
+
+    output: Path
+    repo: str
+    pulls_done: list[int] = field(default_factory=list)
+    pairs: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    written: set[str] = field(default_factory=set)
+    """Ids of the records in the output: a resumed run never writes one again."""
+
+    @property
+    def state_path(self) -> Path:
+        return self.output.with_name(self.output.name + ".state.json")
+
+    @classmethod
+    def open(cls, output: Path, repo: str) -> MiningRun:
+        """A new run, or the one that stopped; a last line cut short by an interruption is dropped."""
+        run = cls(output, repo)
+        if not output.exists():
+            return run
+        if not run.state_path.exists():
+            raise RevisorError(f"{output} exists and is not a mining run's output: pass another --output")
+        state = json.loads(run.state_path.read_text())
+        if state["repo"] != repo:
+            raise RevisorError(f"{output} holds pairs of {state['repo']}, not {repo}: pass another --output")
+        complete, _, cut = output.read_text(encoding="utf-8").rpartition("\n")
+        if cut:
+            output.write_text(complete + "\n" if complete else "", encoding="utf-8")
+        written = {json.loads(line)["_id"] for line in complete.splitlines() if line}
+        return cls(output, repo, state["pulls_done"], state["pairs"], Counter(state["skipped"]), written)
+
+    def save(self) -> None:
+        """Atomically, so an interruption leaves the old state or the new one."""
+        partial = self.state_path.with_suffix(".partial")
+        partial.write_text(json.dumps({"repo": self.repo, "pulls_done": self.pulls_done, "pairs": self.pairs,
+                                       "skipped": dict(self.skipped)}, indent=1))
+        os.replace(partial, self.state_path)
+
+
+def pulls_to_mine(repo: Repository, since: datetime | None, limit: int | None) -> Iterator[PullRequest]:
+    """The pull requests updated since `since`, most recently updated first, at most `limit`."""
+    for count, pull in enumerate(repo.get_pulls(state="all", sort="updated", direction="desc")):
+        if (limit is not None and count >= limit) or (since and pull.updated_at < since):
+            return
+        yield pull
+
+
+def mine(repo: Repository, run: MiningRun, since: datetime | None = None, limit: int | None = None,
+         on_pull: Callable[[MiningRun], None] = lambda run: None) -> MiningRun:
+    """Append the pairs of `repo`'s pull requests to the run's output, skipping those done."""
+    run.output.parent.mkdir(parents=True, exist_ok=True)
+    with run.output.open("a", encoding="utf-8") as out:
+        for pull in pulls_to_mine(repo, since, limit):
+            if pull.number in run.pulls_done:
+                continue
+            history = PullHistory(repo, [c.sha for c in pull.get_commits()])
+            for comment in pull.get_review_comments():
+                if since and comment.created_at < since:
+                    run.skipped["written before --since"] += 1
+                    continue
+                record = mine_comment(history, pull, comment)
+                if isinstance(record, str):
+                    run.skipped[record] += 1
+                    continue
+                if record["_id"] not in run.written:  # else written before an interruption
+                    out.write(json.dumps(record) + "\n")
+                run.pairs += 1
+            out.flush()
+            os.fsync(out.fileno())
+            run.pulls_done.append(pull.number)
+            run.save()
+            on_pull(run)
+    return run

@@ -1,0 +1,119 @@
+"""What became of each suggestion Revisor posted: applied, changed otherwise, or left as it was.
+
+A suggestion is applied when a later head holds its lines where the commented lines were, as
+GitHub's "Commit suggestion" leaves them; changed when a later commit rewrote those lines some
+other way; left when the pull request closed with them as they were. Until one of those, it is
+pending. The job store keeps the ledger; `revisor report` reads it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+
+from revisor.bot.diff import follow, line_opcodes, touched
+from revisor.model.languages import language_of_path
+from revisor.model.schema import Example
+from revisor.training.datasets import codereviewer_record
+
+OUTCOMES = ("applied", "changed", "left")
+
+
+@dataclass(frozen=True)
+class PostedSuggestion:
+    key: str
+    """The fingerprint of the comment that carried it: one entry per posted suggestion."""
+    repo: str
+    pull: int
+    commit: str
+    """The commit whose lines it replaces (the head it was posted on)."""
+    path: str
+    start: int
+    end: int
+    original: str
+    suggestion: str
+    comment: str
+    """The reviewer's comment it answered; "" in a review Revisor made unprompted."""
+    model: str
+    posted_at: float
+    outcome: str = "pending"
+    settled_at: float | None = None
+
+    @property
+    def pull_key(self) -> str:
+        return f"{self.repo}#{self.pull}"
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> PostedSuggestion:
+        return cls(**json.loads(text))
+
+    def settled(self, outcome: str) -> PostedSuggestion:
+        return replace(self, outcome=outcome, settled_at=time.time())
+
+
+
+def judge(posted: PostedSuggestion, before: list[str] | None, after: list[str] | None) -> str:
+    """`posted`'s outcome from its file at the commit it was posted on and at a later head
+    (None: no such file there): applied, changed, or still pending."""
+    if before is None or after is None:
+        return "changed"  # the file was removed or renamed: not by the suggestion
+    ops = line_opcodes(before, after)
+    if not touched(ops, posted.start - 1, posted.end):
+        return "pending"
+    low, high = follow(ops, posted.start - 1, posted.end)
+    now = [line.rstrip() for line in after[low:high]]
+    wanted = [line.rstrip() for line in posted.suggestion.splitlines()]
+    if not wanted:  # the suggestion deleted the lines
+        return "applied" if not now else "changed"
+    held = any(now[i:i + len(wanted)] == wanted for i in range(len(now) - len(wanted) + 1))
+    return "applied" if held else "changed"
+
+
+def settle(pending: list[PostedSuggestion], lines_at: Callable[[str, str], list[str] | None],
+           head: str, closed: bool) -> list[PostedSuggestion]:
+    """The pending suggestions whose outcome `head` decides (every one, once the pull request is
+    closed: those still as they were are left). `lines_at(path, ref)` reads a file."""
+    settled = []
+    for posted in pending:
+        outcome = judge(posted, lines_at(posted.path, posted.commit), lines_at(posted.path, head))
+        if outcome == "pending" and closed:
+            outcome = "left"
+        if outcome != "pending":
+            settled.append(posted.settled(outcome))
+    return settled
+
+
+def acceptance(suggestions: list[PostedSuggestion], group: Callable[[PostedSuggestion], str]) -> list[dict]:
+    """Per group, the suggestions posted, each outcome, and the rate applied among those decided."""
+    rows: dict[str, dict] = {}
+    for s in suggestions:
+        row = rows.setdefault(group(s), {"group": group(s), "posted": 0, "pending": 0,
+                                         **dict.fromkeys(OUTCOMES, 0)})
+        row["posted"] += 1
+        row[s.outcome] += 1
+    for row in rows.values():
+        decided = sum(row[o] for o in OUTCOMES)
+        row["acceptance"] = row["applied"] / decided if decided else None
+    return sorted(rows.values(), key=lambda r: r["group"])
+
+
+def applied_records(suggestions: list[PostedSuggestion], repo: str | None) -> tuple[list[dict], int]:
+    """The applied suggestions that answered a reviewer's comment, as review-to-revision records
+    (`revisor mine --from-jobs`), and how many applied ones answered none (unprompted reviews)."""
+    applied = [s for s in suggestions if s.outcome == "applied" and repo in (None, s.repo)]
+    records = []
+    for s in applied:
+        if not s.comment:
+            continue
+        posted = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(s.posted_at))
+        example = Example(f"{s.pull_key}/{s.key}", s.original.rstrip("\n"), s.comment,
+                          s.suggestion.rstrip("\n"), language_of_path(s.path), created_at=posted)
+        records.append(codereviewer_record(example) | {"source": {
+            "repo": s.repo, "pull": s.pull, "path": s.path, "lines": [s.start, s.end],
+            "commit_before": s.commit, "model": s.model, "suggestion": s.key}})
+    return records, len(applied) - len(records)

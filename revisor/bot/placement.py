@@ -1,0 +1,88 @@
+"""Where a suggestion may go on a pull request, decided before GitHub sees it.
+
+A GitHub suggestion replaces the commented lines of the new side ("RIGHT"); the lines must
+lie in one hunk of the pull request's diff, or GitHub answers 422. `place` checks that and
+marks each suggestion placeable or not, with the reason; posting decides what to do with it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+from revisor.bot.diff import Diff
+from revisor.bot.pipeline import Suggestion
+from revisor.model.errors import DiffError
+from revisor.model.prompts import fenced
+
+MARKER = re.compile(r"<!-- revisor:(?P<fingerprint>[0-9a-f]{16}) -->")
+HEAD_MARKER = re.compile(r"<!-- revisor-head:(?P<sha>[0-9a-f]{7,64}) -->")
+
+
+@dataclass(frozen=True)
+class Placed:
+    """A suggestion GitHub will accept on `path` lines `start`..`end` of the RIGHT side."""
+
+    suggestion: Suggestion
+
+    def review_comment(self, footer: str, fingerprint: str) -> dict:
+        region = self.suggestion.region
+        comment = {"path": region.path, "line": region.end, "side": "RIGHT",
+                   "body": suggestion_body(self.suggestion, footer, fingerprint)}
+        if region.start != region.end:
+            comment.update(start_line=region.start, start_side="RIGHT")
+        return comment
+
+
+@dataclass(frozen=True)
+class Unplaceable:
+    suggestion: Suggestion
+    reason: str
+
+
+def place(suggestion: Suggestion, pull_request_diff: Diff) -> Placed | Unplaceable:
+    region = suggestion.region
+    try:
+        pull_request_diff.region_at(region.path, region.start, region.end)
+    except DiffError as error:
+        return Unplaceable(suggestion, str(error))
+    return Placed(suggestion)
+
+
+def fingerprint(*parts: object) -> str:
+    return hashlib.sha256("\0".join(map(str, parts)).encode()).hexdigest()[:16]
+
+
+def marker(print_: str) -> str:
+    """A hidden tag that lets Revisor find what it already posted."""
+    return f"<!-- revisor:{print_} -->"
+
+
+def head_marker(sha: str) -> str:
+    """A hidden tag naming the head commit a review covered."""
+    return f"<!-- revisor-head:{sha} -->"
+
+
+def unmarked(text: str) -> str:
+    """Model output without anything that reads as one of Revisor's hidden markers."""
+    return HEAD_MARKER.sub("", MARKER.sub("", text))
+
+
+def inline_code(text: str) -> str:
+    """`text` as Markdown inline code that nothing in it can close (a file name may hold
+    backticks): delimited by a longer run of backticks, as CommonMark allows."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    ticks = "`" * (longest + 1)
+    return f"{ticks} {text} {ticks}" if longest else f"`{text}`"
+
+
+def suggestion_body(suggestion: Suggestion, footer: str, print_: str) -> str:
+    return f"{fenced(unmarked(suggestion.replacement), 'suggestion')}\n\n{footer}\n{marker(print_)}"
+
+
+def plain_note(placement: Unplaceable) -> str:
+    """For a review's body: a revision GitHub would not take as a suggestion."""
+    s = placement.suggestion
+    return (f"Proposed revision of {inline_code(s.region.location)} (not placeable as a suggestion: "
+            f"{placement.reason}):\n\n{fenced(unmarked(s.replacement), '')}")

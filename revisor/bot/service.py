@@ -1,0 +1,165 @@
+"""Putting the bot together for `revisor serve`, `revisor worker` and `revisor action`."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from revisor.bot.config import ModelSettings, Settings
+from revisor.bot.github import PullRequestAPI, app_client, token_client
+from revisor.bot.handlers import Handlers, ReviewContext, wanted
+from revisor.bot.jobs import JobStore
+from revisor.bot.metrics import MeteredEngine
+from revisor.bot.worker import Worker, pull_request_number
+from revisor.model.errors import RevisorError
+from revisor.model.reviser import Reviser
+
+
+class DeliveryIdFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "delivery_id"):
+            record.delivery_id = "-"
+        return True
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """Structured lines: every one carries the delivery id it concerns ("-" for none)."""
+    handler = logging.StreamHandler()
+    handler.addFilter(DeliveryIdFilter())
+    handler.setFormatter(logging.Formatter(
+        '{"time": "%(asctime)s", "level": "%(levelname)s", "logger": "%(name)s", '
+        '"delivery_id": "%(delivery_id)s", "message": %(message_json)s}'))
+    handler.addFilter(_JsonMessage())
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+    logging.getLogger("github").handlers.clear()  # PyGithub's own plain handler: each line once, as JSON
+    for chatty in ("httpx", "httpx2"):  # a line for every request to the model server
+        logging.getLogger(chatty).setLevel(max(level, logging.WARNING))
+
+
+class _JsonMessage(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.message_json = json.dumps(record.getMessage())
+        return True
+
+
+def build_handlers(model: ModelSettings, bot_name: str) -> Handlers:
+    """Handlers with one engine, shared by every prompt strategy a repository may choose."""
+    from revisor.model.compose import build_strategy, engine_config, find_calibration, resolve_strategy
+    from revisor.model.engines.registry import make_engine
+
+    def engine_for(adapter: str | None):
+        config = engine_config(model.engine, model.model, adapter or model.adapter, model.base_url,
+                               model.api_key, compile=False)
+        return MeteredEngine(make_engine(model.engine, config))
+
+    engines = {None: engine_for(None)}
+    engine = engines[None]
+    revisers: dict[tuple[str, str | None], Reviser] = {}
+
+    def reviser(strategy: str, adapter: str | None) -> Reviser:
+        if adapter is not None and adapter not in model.adapters:
+            raise RevisorError(f"adapter {adapter!r} in .github/revisor.yml is not offered by this "
+                               f"service (REVISOR_ADAPTERS: {', '.join(model.adapters) or 'none'})")
+        if adapter not in engines:
+            if model.engine != "openai":
+                raise RevisorError("choosing an adapter per repository needs the openai engine")
+            engines[adapter] = engine_for(adapter)
+        if (strategy, adapter) not in revisers:
+            name = resolve_strategy(strategy, model.engine, model.model, adapter or model.adapter)
+            calibration = find_calibration(model.calibration, model.engine, model.model,
+                                           adapter or model.adapter, name)
+            threshold = model.min_confidence
+            if threshold is None:
+                threshold = calibration.threshold if calibration else 0.0
+            revisers[strategy, adapter] = Reviser(
+                engines[adapter], build_strategy(name, False, model.pool, 3),
+                calibration=calibration, min_confidence=threshold)
+        return revisers[strategy, adapter]
+
+    def close() -> None:
+        for each in engines.values():
+            each.close()
+
+    return Handlers(reviser, engine.description, bot_name, model.strategy, close)
+
+
+def app_api(settings: Settings) -> Callable[[dict], PullRequestAPI]:
+    @functools.lru_cache(maxsize=256)
+    def client(installation: int):
+        """One client per installation: its token is fetched once and renewed when it expires,
+        not fetched again for every job."""
+        return app_client(settings.api_url, settings.app_id or "", settings.private_key or "", installation)
+
+    def open_api(payload: dict) -> PullRequestAPI:
+        installation = (payload.get("installation") or {}).get("id")
+        if installation is None:
+            raise RevisorError("the delivery names no installation: is Revisor installed as a GitHub App?")
+        return PullRequestAPI.open(client(installation), payload["repository"]["full_name"],
+                                   pull_request_number(payload))
+
+    return open_api
+
+
+@dataclass
+class WorkerPool:
+    """Worker threads sharing one engine (built on the first job)."""
+
+    threads: list[threading.Thread]
+    stop: threading.Event
+    handlers: list[Handlers]
+
+    def shutdown(self, timeout_s: float = 30.0) -> None:
+        """Take no new job, give running ones `timeout_s` to end, then close the engine, so no
+        engine process outlives this one."""
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout_s)
+        for handlers in self.handlers:
+            handlers.close()
+
+
+def start_workers(settings: Settings, store: JobStore, count: int) -> WorkerPool:
+    shared: list[Handlers] = []
+    lock = threading.Lock()
+
+    def handlers() -> Handlers:
+        with lock:
+            if not shared:
+                shared.append(build_handlers(settings.model, settings.bot_name))
+            return shared[0]
+
+    pool = WorkerPool([], threading.Event(), shared)
+    for _ in range(count):
+        worker = Worker(store, handlers, app_api(settings), settings.lease_seconds)
+        thread = threading.Thread(target=worker.run_forever, args=(pool.stop,), daemon=True)
+        thread.start()
+        pool.threads.append(thread)
+    return pool
+
+
+def run_action(env: dict[str, str], model: ModelSettings) -> str:
+    """`revisor action`: one event of a GitHub Actions run, handled like a webhook delivery."""
+    missing = [k for k in ("GITHUB_EVENT_NAME", "GITHUB_EVENT_PATH", "GITHUB_REPOSITORY") if not env.get(k)]
+    if missing:
+        raise RevisorError(f"not in a GitHub Actions run: {', '.join(missing)} unset")
+    token = env.get("INPUT_TOKEN") or env.get("GITHUB_TOKEN")
+    if not token:
+        raise RevisorError("no token: pass the action's `token` input (default ${{ github.token }})")
+    event = env["GITHUB_EVENT_NAME"]
+    payload = json.loads(Path(env["GITHUB_EVENT_PATH"]).read_text())
+    if not wanted(event, payload):
+        return f"nothing to do for {event}/{payload.get('action')}"
+    client = token_client(env.get("GITHUB_API_URL", "https://api.github.com"), token)
+    api = PullRequestAPI.open(client, env["GITHUB_REPOSITORY"], pull_request_number(payload))
+    handlers = build_handlers(model, env.get("REVISOR_BOT_NAME", "revisor"))
+    logger = logging.LoggerAdapter(logging.getLogger("revisor.action"),
+                                   {"delivery_id": env.get("GITHUB_RUN_ID", "action")})
+    try:
+        return handlers.handle(ReviewContext(env.get("GITHUB_RUN_ID", "action"), event, payload, api, logger))
+    finally:
+        handlers.close()  # the Action must end once it has answered

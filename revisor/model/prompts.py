@@ -1,0 +1,153 @@
+"""Prompt strategies: zero-shot, few-shot (BM25 demonstrations), persona, fine-tuned format.
+
+Every strategy renders a chat whose last message is the assistant's opening code fence, so
+the model answers with code alone and generation stops at the closing fence (see `STOP`).
+The fine-tuned format is the one template training uses too (`FineTunedFormat.training_chat`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Protocol
+
+from revisor.model.errors import RevisorError
+from revisor.model.languages import normalize_language
+from revisor.model.schema import Example, RevisionTask
+
+Message = dict[str, str]
+
+STOP = ("```",)
+"""Generation ends at the closing fence of the one code block the model writes."""
+
+INSTRUCTION = (
+    "You revise code after a code review. You get code under review and a reviewer's "
+    "comment. Reply with the complete revised code in one fenced code block and nothing "
+    "else. Change only what the comment asks for."
+)
+UNPROMPTED_COMMENT = "Review this code and improve it if it needs it."
+PERSONA = "You are an expert software developer in {language}."
+
+
+def opening_fence(language: str) -> str:
+    return f"```{normalize_language(language)}\n"
+
+
+def fence_for(code: str) -> str:
+    """A code fence longer than any backtick run inside `code`."""
+    longest = max((len(run) for run in re.findall(r"`+", code)), default=0)
+    return "`" * max(3, longest + 1)
+
+
+def fenced(code: str, info: str) -> str:
+    """`code` in a fence; `info` is a language (normalized) or a word such as "suggestion"."""
+    fence = fence_for(code)
+    return f"{fence}{normalize_language(info)}\n{code.rstrip(chr(10))}\n{fence}"
+
+
+def query_message(task: RevisionTask) -> str:
+    comment = task.comment.strip() or UNPROMPTED_COMMENT
+    parts = []
+    if task.before.strip():
+        parts.append(f"Code just before it (do not repeat it):\n{fenced(task.before, task.language)}\n\n")
+    parts.append(f"Code under review:\n{fenced(task.code, task.language)}\n\n")
+    if task.after.strip():
+        parts.append(f"Code just after it (do not repeat it):\n{fenced(task.after, task.language)}\n\n")
+    return "".join(parts) + f"Review comment: {comment}"
+
+
+class PromptStrategy(Protocol):
+    name: str
+
+    def render(self, task: RevisionTask) -> list[Message]:
+        """The chat for one task, ending with the assistant's opening code fence."""
+        ...
+
+
+@dataclass
+class ZeroShot:
+    persona: bool = False
+    name: str = "zero-shot"
+
+    def system(self, language: str) -> str:
+        if not self.persona:
+            return INSTRUCTION
+        lang = normalize_language(language) or "the language of the code"
+        return PERSONA.format(language=lang) + " " + INSTRUCTION
+
+    def render(self, task: RevisionTask) -> list[Message]:
+        return [
+            {"role": "system", "content": self.system(task.language)},
+            {"role": "user", "content": query_message(task)},
+            {"role": "assistant", "content": opening_fence(task.language)},
+        ]
+
+
+class Retriever(Protocol):
+    def top_k(self, task: RevisionTask, k: int) -> list[Example]: ...
+
+
+@dataclass
+class FewShot(ZeroShot):
+    """Zero-shot plus k demonstrations retrieved by BM25, as earlier chat turns.
+
+    The instruction and the demonstrations come before the query, so vLLM's prefix cache
+    can reuse them across requests that share them.
+    """
+
+    retriever: Retriever | None = None
+    k: int = 3
+    name: str = "few-shot"
+
+    def render(self, task: RevisionTask) -> list[Message]:
+        if self.retriever is None:
+            raise ValueError("FewShot needs a retriever")
+        messages: list[Message] = [{"role": "system", "content": self.system(task.language)}]
+        for demo in self.retriever.top_k(task, self.k):
+            messages.append({"role": "user", "content": query_message(demo.task)})
+            messages.append({"role": "assistant", "content": fenced(demo.code_after, demo.language)})
+        messages.append({"role": "user", "content": query_message(task)})
+        messages.append({"role": "assistant", "content": opening_fence(task.language)})
+        return messages
+
+
+@dataclass
+class FineTunedFormat:
+    """The terse template of fine-tuned adapters, shared by inference and training."""
+
+    name: str = "fine-tuned"
+
+    def render(self, task: RevisionTask) -> list[Message]:
+        return [
+            {"role": "user", "content": query_message(task)},
+            {"role": "assistant", "content": opening_fence(task.language)},
+        ]
+
+    def training_chat(self, example: Example) -> tuple[list[Message], str]:
+        """The prompt (ending with the opening fence) and the target the loss is computed on."""
+        return self.render(example.task), example.code_after.rstrip("\n") + "\n" + STOP[0]
+
+
+STRATEGIES = ("zero-shot", "few-shot", "fine-tuned")
+
+
+def make_strategy(
+    name: str, *, persona: bool = False, retriever: Retriever | None = None, k: int = 3
+) -> PromptStrategy:
+    if name == "zero-shot":
+        return ZeroShot(persona=persona)
+    if name == "few-shot":
+        if retriever is None:
+            raise RevisorError("the few-shot strategy needs a retrieval pool (--pool FILE)")
+        return FewShot(persona=persona, retriever=retriever, k=k)
+    if name == "fine-tuned":
+        return FineTunedFormat()
+    raise RevisorError(f"unknown strategy {name!r}: choose one of {', '.join(STRATEGIES)}")
+
+
+def max_new_tokens(code: str, cap: int = 1024) -> int:
+    """Bound generation by the input's length: a revision is rarely much longer than its input.
+
+    Code runs at roughly 3 characters per token; allow about 1.5x the input plus slack.
+    """
+    return min(cap, 64 + len(code) // 2)

@@ -1,0 +1,273 @@
+"""Training's commands (`train`, `data split`, `calibrate`, `bench`) and the model options every
+command that runs the model shares; `bot.cli` joins them into the one `revisor` group."""
+
+from __future__ import annotations
+
+import functools
+import json
+
+import click
+
+from revisor.model.compose import AUTO, DEFAULT_POOL, build_reviser
+from revisor.model.embedded import EMBEDDED, EMBEDDED_BASE, resolve_model
+from revisor.model.engines.registry import ENGINES
+from revisor.model.errors import RevisorError
+from revisor.model.prompts import STRATEGIES
+
+STRATEGY_HELP = ("Prompt strategy. auto: the fine-tuned format for the default model and for "
+                 "adapters (what they were trained on), zero-shot for other models.")
+MODEL_HELP = (f"Checkpoint directory or Hugging Face id [default: {EMBEDDED}, SmolLM2-135M-Instruct "
+              f"with Revisor's adapter merged in; {EMBEDDED_BASE}: without it].")
+
+
+def model_options(command):
+    """The options every command that runs the model shares."""
+    options = [
+        click.option("--engine", type=click.Choice(ENGINES), default="vllm", show_default=True,
+                     help="vllm: in-process vLLM; openai: an OpenAI-compatible server such as "
+                          "`vllm serve`; transformers: in-process fallback."),
+        click.option("--model", default=None,
+                     help=MODEL_HELP + " With --engine openai: the served model name [default: the "
+                                       "server's first]."),
+        click.option("--adapter", default=None,
+                     help="PEFT LoRA adapter directory (on the plain embedded model unless --model "
+                          "says otherwise); with --engine openai, the LoRA module name the server "
+                          "was started with."),
+        click.option("--base-url", envvar="REVISOR_BASE_URL", default=None,
+                     help="OpenAI-compatible server, e.g. http://gpu-box:8000/v1 (--engine openai); "
+                          "several replicas comma-separated: requests take turns, a failing one "
+                          "is skipped."),
+        click.option("--api-key", envvar="REVISOR_API_KEY", default="EMPTY", show_default=False,
+                     help="API key for --base-url [env: REVISOR_API_KEY]."),
+        click.option("--strategy", "strategy_name", default=AUTO, show_default=True,
+                     type=click.Choice((AUTO, *STRATEGIES)), help=STRATEGY_HELP),
+        click.option("--persona/--no-persona", default=False,
+                     help="Open the prompt with an expert-developer persona line."),
+        click.option("--pool", default=DEFAULT_POOL, show_default=True,
+                     help="Review-to-revision pairs (.jsonl or .csv) that few-shot demonstrations "
+                          "are retrieved from. Never a benchmark's test file."),
+        click.option("--shots", default=3, show_default=True, type=click.IntRange(1, 16),
+                     help="Demonstrations per prompt (few-shot)."),
+        click.option("--compile/--no-compile", default=False, show_default=True,
+                     help="vLLM: compile the model (slow start, faster generation)."),
+        click.option("--calibration", envvar="REVISOR_CALIBRATION", default=None,
+                     help="A calibration.json from `revisor calibrate` [default: the one beside the "
+                          "adapter, or shipped with the default model]."),
+        click.option("--min-confidence", envvar="REVISOR_MIN_CONFIDENCE", default=None,
+                     type=click.FloatRange(0, 1),
+                     help="Suggest only revisions at least this confident [default: the "
+                          "calibration's threshold; 0 without one] [env: REVISOR_MIN_CONFIDENCE]."),
+    ]
+    return functools.reduce(lambda cmd, option: option(cmd), reversed(options), command)
+
+
+@click.command()
+@click.option("--dataset", required=True, help="Records to score (.jsonl CodeReviewer or .csv Tufano).")
+@click.option("--strategy", "strategies", default=AUTO, show_default=True,
+              help="Comma-separated strategies, e.g. zero-shot,few-shot. " + STRATEGY_HELP)
+@click.option("--engine", "engines", default="vllm", show_default=True,
+              help="Comma-separated engines to compare on the same records, e.g. vllm,transformers.")
+@click.option("--model", "models", default=EMBEDDED, show_default=True,
+              help="Comma-separated models to compare on the same records, e.g. "
+                   f"{EMBEDDED},{EMBEDDED_BASE}. " + MODEL_HELP)
+@click.option("--limit", type=click.IntRange(1), default=None, help="Score the first N records.")
+@click.option("--output", default="runs/bench", show_default=True, type=click.Path(file_okay=False))
+@click.option("--adapter", default=None, help="PEFT adapter directory (or LoRA module name).")
+@click.option("--base-url", envvar="REVISOR_BASE_URL", default=None, help="As for `revise`.")
+@click.option("--api-key", envvar="REVISOR_API_KEY", default="EMPTY")
+@click.option("--persona/--no-persona", default=False)
+@click.option("--pool", default=DEFAULT_POOL, show_default=True, help="Few-shot retrieval pool.")
+@click.option("--shots", default=3, show_default=True, type=click.IntRange(1, 16))
+@click.option("--calibration", envvar="REVISOR_CALIBRATION", default=None,
+              help="As for `revise` [default: the model's own].")
+@click.option("--min-confidence", default=None, type=click.FloatRange(0, 1),
+              help="The threshold the figures at the threshold are given for [default: the "
+                   "calibration's].")
+@click.option("--compile/--no-compile", default=True, show_default=True,
+              help="vLLM: compile the model (slower start, faster generation).")
+@click.option("--prefix-cache/--no-prefix-cache", default=True, show_default=True,
+              help="vLLM's automatic prefix caching (off only to measure what it saves).")
+@click.option("--bounded/--unbounded", default=True, show_default=True,
+              help="Stop at the closing fence and cap new tokens (off only to measure it).")
+@click.option("--departures/--no-departures", default=True, show_default=True,
+              help="Where the greedy answer changes nothing, answer with the likeliest one that "
+                   "does (off only to measure it).")
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1),
+              help="transformers engine: requests per batch.")
+@click.option("--skip-malformed", is_flag=True, help="Skip malformed records (counted) instead of failing.")
+def bench(**options) -> None:
+    """Score Revisor by Exact Match on review-to-revision records, beside the published systems
+    whose predictions the dataset carries (CodeReviewer, ChatGPT), with precision against
+    coverage as the confidence threshold moves.
+
+    With no --model or --strategy it scores exactly the default configuration, threshold included.
+    Writes predictions.jsonl, metrics.json, report.md and report.png into --output.
+    """
+    from revisor.training.bench import BenchConfig, run_bench
+
+    config = BenchConfig.from_options(options)
+
+    def reviser(model: str, engine: str, strategy: str):
+        return build_reviser(engine, model, config.adapter, config.base_url, config.api_key, strategy,
+                             config.persona, config.pool, config.shots, config.compile,
+                             config.calibration, config.min_confidence,
+                             prefix_caching=config.prefix_cache, batch_size=config.batch_size)
+
+    click.echo(run_bench(config, reviser), nl=False)
+
+
+@click.command()
+@click.option("--dataset", required=True,
+              help="Held-out review-to-revision pairs, e.g. the dev.jsonl of `revisor data split`; "
+                   "never the benchmark.")
+@click.option("--target-precision", default=0.3, show_default=True,
+              type=click.FloatRange(0, 1, min_open=True),
+              help="Choose the lowest threshold whose suggestions are at least this often exactly right.")
+@click.option("--output", default=None, type=click.Path(dir_okay=False),
+              help="Where to write the calibration [default: calibration.json beside --adapter].")
+@click.option("--limit", type=click.IntRange(1), default=None, help="Use the first N records.")
+@click.option("--fit-also", multiple=True,
+              help="More held-out pairs (repeatable) to fit the confidence on, e.g. records training "
+                   "skipped (`revisor data untrained`); the threshold is placed on --dataset alone.")
+@click.option("--answers", default=None, type=click.Path(file_okay=False),
+              help="Keep the model's answers to each dataset in this directory; datasets whose "
+                   "answers are kept there are not answered again (e.g. for another "
+                   "--target-precision: seconds instead of a pass over the records).")
+@model_options
+def calibrate(dataset, target_precision, output, limit, fit_also, answers, **model) -> None:
+    """Fit the confidence of a model's suggestions on a dev split and choose the threshold that
+    reaches a target precision; print precision and coverage, and how well calibrated it is."""
+    from pathlib import Path
+
+    from revisor.model.confidence import CALIBRATION_FILE
+    from revisor.training.calibrate import run_calibration
+    from revisor.training.datasets import load_dataset
+    from revisor.training.splits import refuse_benchmark
+
+    for path in (dataset, *fit_also):
+        refuse_benchmark(path, "calibration")
+        load_dataset(path)  # a missing or malformed file fails now, not after the model has loaded
+    if output is None:
+        if not model["adapter"] or model["engine"] == "openai":
+            raise RevisorError("--output: say where to write the calibration (there is no adapter "
+                               "directory to put it beside)")
+        output = str(Path(model["adapter"]) / CALIBRATION_FILE)
+    click.echo(run_calibration(lambda: build_reviser(**model), dataset, target_precision, Path(output),
+                               limit, fit_also, Path(answers) if answers else None), nl=False)
+
+
+@click.command()
+@click.option("--data", "data", multiple=True, required=True,
+              help="Training pairs (.jsonl CodeReviewer or .csv Tufano); repeatable.")
+@click.option("--output", required=True, type=click.Path(file_okay=False),
+              help="Directory for the adapter, its metadata and checkpoints.")
+@click.option("--model", default=EMBEDDED_BASE, show_default=True,
+              help="Base model: a checkpoint directory or Hugging Face id.")
+@click.option("--eval-data", default=None, help="Held-out pairs: Exact Match before and after training.")
+@click.option("--eval-limit", default=200, show_default=True, type=click.IntRange(1))
+@click.option("--method", type=click.Choice(["lora", "dora"]), default="lora", show_default=True,
+              help="DoRA adapters load in peft (--engine transformers); vLLM serves LoRA only.")
+@click.option("--rank", default=16, show_default=True, type=int,
+              help="LoRA rank (the paper's open-model setting: 16).")
+@click.option("--alpha", default=8, show_default=True, type=int, help="LoRA alpha (the paper's: 8).")
+@click.option("--dropout", default=0.05, show_default=True, type=float)
+@click.option("--target-modules", default="q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj",
+              show_default=True, help="Comma-separated module names to adapt.")
+@click.option("--epochs", default=1.0, show_default=True, type=float)
+@click.option("--max-steps", default=-1, show_default=True, type=int, help="Overrides --epochs when > 0.")
+@click.option("--learning-rate", default=2e-4, show_default=True, type=float)
+@click.option("--batch-size", default=4, show_default=True, type=click.IntRange(1))
+@click.option("--grad-accum", default=4, show_default=True, type=click.IntRange(1),
+              help="Gradient accumulation steps.")
+@click.option("--max-length", default=512, show_default=True, type=click.IntRange(16),
+              help="Longer records are skipped (and counted).")
+@click.option("--seed", default=42, show_default=True, type=int)
+@click.option("--save-steps", default=25, show_default=True, type=click.IntRange(1),
+              help="Checkpoint every N optimizer steps.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
+              help="auto: bf16 mixed precision on GPUs that support it, fp32 elsewhere; bf16 is "
+                   "fast only on CPUs with AMX or AVX512-BF16 (many times slower without).")
+@click.option("--resume", is_flag=True, help="Continue from the last checkpoint in --output.")
+def train(data, output, model, eval_data, eval_limit, target_modules, **hyper) -> None:
+    """Fine-tune a LoRA (or DoRA) adapter on review-to-revision pairs.
+
+    Training uses the fine-tuned prompt format and computes the loss on the revised code only.
+    Multi-GPU: `accelerate launch -m bot.cli train ...` with the same options.
+    """
+    from revisor.training.datasets import file_digest, load_dataset
+    from revisor.training.lora import TrainConfig, check_output, held_out_exact_match
+    from revisor.training.lora import train as run_training
+    from revisor.training.splits import refuse_benchmark
+
+    for path in (*data, *([eval_data] if eval_data else [])):
+        refuse_benchmark(path, "training")
+    config = TrainConfig(data=list(data), output=output, model=model, eval_data=eval_data,
+                         eval_limit=eval_limit, target_modules=target_modules.split(","), **hyper)
+    base = resolve_model(model)
+    check_output(config, base)
+    examples, sources = [], []
+    for path in data:
+        loaded = load_dataset(path).examples
+        examples += loaded
+        sources.append({"path": path, "sha256": file_digest(path), "rows": len(loaded)})
+    if not examples:
+        raise RevisorError(f"{', '.join(data)} hold no records to train on")
+    held_out = load_dataset(eval_data).examples[:eval_limit] if eval_data else []
+    evaluate = functools.partial(held_out_exact_match, base, held_out) if held_out else None
+    metadata = run_training(config, base, examples, sources, evaluate)
+    click.echo(json.dumps({k: v for k, v in metadata.items() if k != "config"}, indent=2))
+
+
+@click.group()
+def data() -> None:
+    """Prepare datasets."""
+
+
+@data.command("split")
+@click.argument("pools", nargs=-1, required=True)
+@click.option("--output", required=True, type=click.Path(file_okay=False))
+@click.option("--dev-size", default=200, show_default=True, type=click.IntRange(1))
+@click.option("--dev-from", default=None,
+              help="Draw the dev records from this one of POOLS only [default: from all].")
+@click.option("--exclude", multiple=True,
+              help="Drop every pair whose code under review occurs in this file (repeatable), "
+                   "e.g. the benchmark.")
+@click.option("--by-time", is_flag=True,
+              help="The newest --dev-size records are the dev split, and only older ones are trained "
+                   "on (records need created_at, as `revisor mine` writes).")
+@click.option("--seed", default=13, show_default=True, type=int)
+def data_split(pools, output, dev_size, dev_from, exclude, by_time, seed) -> None:
+    """Merge POOLS, de-duplicate, and write a reproducible train.jsonl / dev.jsonl split.
+
+    The benchmark (codereviewer/test.jsonl, under any name) is refused as a pool; pass it to
+    --exclude to drop training pairs that share its code.
+    """
+    from revisor.training.splits import split_pools
+
+    click.echo(json.dumps(split_pools(list(pools), output, dev_size, seed, dev_from, list(exclude), by_time),
+                          indent=2))
+
+
+@data.command("untrained")
+@click.argument("train_file")
+@click.option("--max-length", required=True, type=click.IntRange(16),
+              help="The --max-length the adapter was trained with.")
+@click.option("--from", "pool", default=None,
+              help="Keep only records that also occur in this file, e.g. the pool the dev split "
+                   "was drawn from (the benchmark's kind of data).")
+@click.option("--model", default=EMBEDDED_BASE, show_default=True,
+              help="The base model the adapter was trained on (its tokenizer counts the tokens).")
+@click.option("--output", required=True, type=click.Path(dir_okay=False))
+def data_untrained(train_file, max_length, pool, model, output) -> None:
+    """Write the records of TRAIN_FILE that `revisor train --max-length N` skipped as too long.
+
+    The adapter never saw them: like the dev split, they are held out, and `revisor calibrate
+    --fit-also` fits the confidence on them too.
+    """
+    from revisor.training.splits import write_untrained
+
+    click.echo(json.dumps(write_untrained(train_file, resolve_model(model), max_length, pool, output),
+                          indent=2))
+
+
+COMMANDS = (train, data, calibrate, bench)

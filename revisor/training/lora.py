@@ -1,0 +1,264 @@
+"""`revisor train`: LoRA/DoRA adapters on review-to-revision pairs, with transformers + peft.
+
+The prompt is the fine-tuned format from `model.prompts` (one definition for inference and
+training) and the loss is on the revised code alone. Checkpoints go to `OUTPUT/checkpoints`;
+the adapter is written to OUTPUT only when training ends (in bf16), with `adapter_config.json`
+last, so a killed run never leaves an adapter that looks complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from revisor.model.engines.vllm_local import VLLM_LORA_RANKS
+from revisor.model.errors import RevisorError
+from revisor.model.prompts import FineTunedFormat
+from revisor.model.schema import Example
+from revisor.training.datasets import file_digest
+
+METADATA = "revisor_train.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+IGNORE = -100
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: list[str]
+    output: str
+    model: str = ""
+    eval_data: str | None = None
+    eval_limit: int = 200
+    method: str = field(default="lora", metadata={"help": "lora or dora (vLLM serves lora only)"})
+    rank: int = field(default=16, metadata={"help": "r=16 as in Pornprasit & Tantithamthavorn 2024"})
+    alpha: int = field(default=8, metadata={"help": "alpha=8 as in the paper"})
+    dropout: float = 0.05
+    target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    epochs: float = 1.0
+    max_steps: int = -1
+    learning_rate: float = 2e-4
+    batch_size: int = 4
+    grad_accum: int = 4
+    max_length: int = 512
+    seed: int = 42
+    save_steps: int = 25
+    precision: str = field(default="auto", metadata={"help": "auto: bf16 on GPUs that support it, else fp32"})
+    resume: bool = False
+
+    def __post_init__(self):
+        if self.method not in ("lora", "dora"):
+            raise RevisorError(f"--method {self.method!r}: choose lora or dora")
+        if self.rank not in VLLM_LORA_RANKS and self.method == "lora":
+            raise RevisorError(
+                f"--rank {self.rank} cannot be served by vLLM: choose one of "
+                f"{', '.join(map(str, VLLM_LORA_RANKS))}")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise RevisorError(f"--precision {self.precision!r}: choose auto, fp32 or bf16")
+        if not self.data:
+            raise RevisorError("--data: give at least one training file")
+        for name, value in (("--epochs", self.epochs), ("--learning-rate", self.learning_rate),
+                            ("--batch-size", self.batch_size), ("--grad-accum", self.grad_accum),
+                            ("--max-length", self.max_length)):
+            if value <= 0:
+                raise RevisorError(f"{name} must be positive, not {value}")
+
+
+def is_complete_adapter(directory: Path) -> bool:
+    return (directory / "adapter_config.json").is_file() and (directory / METADATA).is_file()
+
+
+def tokenize_example(tokenizer, example: Example, max_length: int) -> dict | None:
+    """Prompt and target token ids, with labels only on the target; None if over max_length."""
+    messages, target = FineTunedFormat().training_chat(example)
+    prompt = tokenizer.apply_chat_template(messages, continue_final_message=True, tokenize=True,
+                                           return_dict=False)
+    answer = tokenizer(target, add_special_tokens=False)["input_ids"]
+    ids = prompt + answer
+    if len(ids) > max_length:
+        return None
+    return {"input_ids": ids, "labels": [IGNORE] * len(prompt) + answer}
+
+
+class PadCollator:
+    def __init__(self, pad_id: int):
+        self.pad_id = pad_id
+
+    def __call__(self, rows: list[dict]):
+        import torch
+
+        width = max(len(r["input_ids"]) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_id)
+        labels = torch.full((len(rows), width), IGNORE)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, row in enumerate(rows):
+            n = len(row["input_ids"])
+            ids[i, :n] = torch.tensor(row["input_ids"])
+            labels[i, :n] = torch.tensor(row["labels"])
+            mask[i, :n] = 1
+        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+
+def check_output(config: TrainConfig, base_model: str) -> Path:
+    """Refuse, before any training, an output that would lose or mix up work."""
+    output = Path(config.output)
+    if is_complete_adapter(output):
+        raise RevisorError(f"{output} already holds an adapter: choose a new --output")
+    checkpoints = output / "checkpoints"
+    if checkpoints.is_dir() and any(checkpoints.iterdir()) and not config.resume:
+        raise RevisorError(f"{output} holds checkpoints of an interrupted run: pass --resume, "
+                           "or choose a new --output")
+    started = output / "run.json"
+    if config.resume and started.is_file():
+        earlier = json.loads(started.read_text())
+        if earlier["base_model"] != base_model:
+            raise RevisorError(f"{output} was trained on {earlier['base_model']}, not {base_model}: "
+                               "resume with the same --model")
+    return output
+
+
+def train(config: TrainConfig, base_model: str, train_examples: list[Example], sources: list[dict],
+          evaluate: Callable[[Path | None], float] | None = None) -> dict:
+    """Train an adapter and write it with its metadata into `config.output`.
+
+    `sources` describes the data files (path, sha256, rows); `evaluate(adapter_dir or None)`
+    gives held-out Exact Match of the adapter, or of the base model prompted zero-shot.
+    """
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
+
+    output = check_output(config, base_model)
+    tokenizer = AutoTokenizer.from_pretrained(base_model)
+    rows = [r for e in train_examples if (r := tokenize_example(tokenizer, e, config.max_length))]
+    too_long = len(train_examples) - len(rows)
+    if not rows:
+        raise RevisorError(f"no training record fits --max-length {config.max_length}")
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "run.json").write_text(json.dumps({"base_model": base_model}))
+
+    metadata: dict = {"base_model": base_model, "data": sources, "config": asdict(config),
+                      "too_long_skipped": too_long, "train_records": len(rows)}
+    if evaluate is not None and config.eval_data:
+        metadata["eval_exact_match_before"] = evaluate(None)
+
+    gpu_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    use_bf16 = config.precision == "bf16" or (config.precision == "auto" and gpu_bf16)
+    # Weights stay fp32; with bf16 the Trainer computes under autocast (mixed precision).
+    model = AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.float32)
+    model = get_peft_model(model, LoraConfig(
+        r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
+        target_modules=config.target_modules, use_dora=config.method == "dora", task_type="CAUSAL_LM"))
+    args = TrainingArguments(
+        output_dir=str(output / "checkpoints"),
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps,
+        learning_rate=config.learning_rate,
+        per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.grad_accum,
+        lr_scheduler_type="cosine",
+        train_sampling_strategy="group_by_length",  # batches of similar length: little padding
+        warmup_steps=0.03,
+        logging_steps=5,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=2,
+        bf16=use_bf16,
+        use_cpu=not torch.cuda.is_available(),
+        seed=config.seed,
+        data_seed=config.seed,
+        report_to=[],
+        disable_tqdm=False,  # the progress bar: steps and time left
+        remove_unused_columns=False,
+    )
+    mean_tokens = sum(len(r["input_ids"]) for r in rows) / len(rows)
+    tokens_per_step = mean_tokens * config.batch_size * config.grad_accum
+    trainer = Trainer(model=model, args=args, train_dataset=rows,
+                      data_collator=PadCollator(tokenizer.pad_token_id or 0),
+                      callbacks=[progress_callback(tokens_per_step)])
+    started = time.perf_counter()
+    resume = config.resume and _has_checkpoint(output / "checkpoints")
+    first_step = _checkpoint_step(output / "checkpoints") if resume else 0
+    result = trainer.train(resume_from_checkpoint=True if resume else None)
+    seconds = time.perf_counter() - started
+    metadata.update({
+        "steps": trainer.state.global_step,
+        "resumed_from_step": first_step,
+        "train_loss": result.training_loss,
+        "train_seconds": round(seconds, 1),
+        "train_tokens_per_s": round(
+            (trainer.state.global_step - first_step) * tokens_per_step / seconds, 1) if seconds else None,
+    })
+    staging = output / ".adapter-staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    model.to(torch.bfloat16).save_pretrained(staging)  # bf16: half the size, as vLLM serves it
+    metadata["adapter_sha256"] = file_digest(str(staging / ADAPTER_WEIGHTS))
+    _publish(staging, output)
+    if evaluate is not None and config.eval_data:
+        metadata["eval_exact_match_after"] = evaluate(output)
+    write_metadata(output, metadata)
+    return metadata
+
+
+def held_out_exact_match(base_model: str, examples: list[Example], adapter: Path | None) -> float:
+    """Exact Match on held-out pairs: the adapter with the fine-tuned format, or (None) the base
+    model prompted zero-shot, both greedy with in-process vLLM."""
+    from revisor.model.engines.base import EngineConfig
+    from revisor.model.engines.vllm_local import VLLMEngine
+    from revisor.model.prompts import make_strategy
+    from revisor.model.reviser import Reviser
+    from revisor.training.metrics import score_system
+
+    strategy = "fine-tuned" if adapter else "zero-shot"
+    engine = VLLMEngine(EngineConfig(model=base_model, adapter=str(adapter) if adapter else None,
+                                     compile=False))
+    answers = Reviser(engine, make_strategy(strategy)).revise([e.task for e in examples])
+    engine.close()
+    score = score_system(strategy, examples, [a.code for a in answers]).exact_match
+    print(f"held-out Exact Match ({'adapter' if adapter else 'base model, zero-shot'}): {score:.1%}")
+    return score
+
+
+def progress_callback(tokens_per_step: float):
+    """Adds tokens/s to the Trainer's logs (its progress bar already shows steps and time left)."""
+    from transformers import TrainerCallback
+
+    class Throughput(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.started, self.first_step = time.perf_counter(), state.global_step
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            elapsed = time.perf_counter() - self.started
+            if logs is not None and elapsed > 0:
+                steps = state.global_step - self.first_step
+                logs["tokens_per_s"] = round(steps * tokens_per_step / elapsed, 1)
+
+    return Throughput()
+
+
+def _has_checkpoint(directory: Path) -> bool:
+    return _checkpoint_step(directory) > 0
+
+
+def _checkpoint_step(directory: Path) -> int:
+    steps = [int(p.name.split("-")[1]) for p in directory.glob("checkpoint-*") if p.name[11:].isdigit()]
+    return max(steps, default=0)
+
+
+def _publish(staging: Path, output: Path) -> None:
+    """Move the adapter into place, its config last: its presence marks a complete adapter."""
+    files = sorted(staging.iterdir(), key=lambda p: p.name == "adapter_config.json")
+    for path in files:
+        os.replace(path, output / path.name)
+    staging.rmdir()
+
+
+def write_metadata(output: Path, metadata: dict) -> None:
+    temporary = output / f".{METADATA}.tmp"
+    temporary.write_text(json.dumps(metadata, indent=2) + "\n")
+    os.replace(temporary, output / METADATA)
