@@ -82,7 +82,7 @@ def test_bench_reports_precision_against_coverage_at_the_threshold(tmp_path):
     right_texts = {text.rstrip("\n") for text in right.values()}
     engine = Scripted(answer)
     config = BenchConfig(dataset=str(dataset), strategies=["zero-shot"], engines=["vllm"], limit=20,
-                         output=str(tmp_path), compile=False)
+                         output=str(tmp_path))
     table = run_bench(config, lambda model, engine_name, strategy: Reviser(engine, ZeroShot(),
                                                                            min_confidence=0.5))
     metrics = json.loads((tmp_path / "metrics.json").read_text())

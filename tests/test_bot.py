@@ -374,11 +374,11 @@ def test_failed_deliveries_are_listed_from_github_and_sent_again(github):
 
 
 def test_jobs_of_one_installation_share_its_token(github):
-    from revisor.bot.config import Settings
+    from revisor.bot.config import GitHubSettings
     from revisor.bot.service import app_api
 
     gh, key, url = github
-    open_api = app_api(Settings(webhook_secret=s.SECRET, app_id=s.APP_ID, private_key=key, api_url=url))
+    open_api = app_api(GitHubSettings(app_id=s.APP_ID, app_private_key=key, api_url=url))
     for _ in range(3):
         assert open_api(s.review_comment_payload()).pull.number == s.PR
     assert len([path for _, path in gh.requests if path.endswith("/access_tokens")]) == 1
@@ -428,8 +428,10 @@ def test_a_suggestion_below_the_threshold_is_not_posted_and_is_counted(github):
     [reply] = s.replies(gh)
     assert "Revisor (fake-model, confidence 0.37)" in reply["body"]
     assert suggestions("posted") == posted + 1
-    with pytest.raises(RevisorError, match="min_confidence must be a number from 0 to 1"):
+    with pytest.raises(RevisorError, match="min_confidence: Input should be a valid number, not 'high'"):
         RepoConfig.parse("min_confidence: high\n")
+    with pytest.raises(RevisorError, match="min_confidence: Input should be less than or equal to 1, not 2"):
+        RepoConfig.parse("min_confidence: 2\n")
 
 
 def test_a_permanent_error_fails_the_job_at_once_with_what_to_change(github, store):
@@ -439,7 +441,7 @@ def test_a_permanent_error_fails_the_job_at_once_with_what_to_change(github, sto
     worker = Worker(store, lambda: handlers()[0], lambda payload: open_api(url, key, payload), 30)
     assert worker.run_once() and not worker.run_once()
     assert store.counts() == {"failed": 1} and s.replies(gh) == []
-    with pytest.raises(RevisorError, match=r"include must be a list, e.g. include: \['src/\*\*'\]"):
+    with pytest.raises(RevisorError, match=r"include: must be a list, e.g. include: \['src/\*\*'\]"):
         RepoConfig.parse('include: "src/**"\n')
 
 
@@ -662,12 +664,11 @@ def test_a_mention_inside_a_thread_is_answered_in_that_thread(github):
 
 
 def test_repositories_choose_adapters_the_service_offers():
-    from revisor.bot.config import ModelSettings
     from revisor.bot.service import build_handlers
+    from revisor.model.settings import ModelSettings
 
-    settings = ModelSettings(engine="openai", base_url="http://127.0.0.1:9/v1", model="base",
-                             adapters=("team-a",))
-    h = build_handlers(settings, "revisor")
+    settings = ModelSettings(engine="openai", base_url="http://127.0.0.1:9/v1", model="base")
+    h = build_handlers(settings, "revisor", adapters=("team-a",))
     config = RepoConfig.parse("adapter: team-a\nstrategy: fine-tuned\n")
     reviser = h.reviser(config)
     assert reviser.engine.description == "team-a"

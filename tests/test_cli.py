@@ -43,7 +43,7 @@ def test_help_explains_every_command():
 
 def test_empty_diff(tmp_path):
     (tmp_path / "empty.diff").write_text("")
-    assert_one_line_error(revisor("review", "--diff", str(tmp_path / "empty.diff")), "the diff is empty")
+    assert_one_line_error(revisor("review", str(tmp_path / "empty.diff")), "the diff is empty")
 
 
 def test_binary_and_non_utf8_input(tmp_path):
@@ -83,7 +83,7 @@ def test_adapter_for_another_base_model(tmp_path):
 
 
 def test_comment_outside_the_diff_fails_before_the_model_starts():
-    result = revisor("review", "--diff", DEMO, "--comment", "app/storage.py:90=nit")
+    result = revisor("review", DEMO, "--comment", "app/storage.py:90=nit")
     assert_one_line_error(result, "not within one hunk")
 
 
@@ -103,7 +103,7 @@ def test_few_shot_pool_must_not_be_the_benchmark_set():
 
 @pytest.mark.slow
 def test_review_answers_a_comment_through_vllm_serve(vllm_server):
-    result = revisor("review", "--engine", "openai", "--base-url", vllm_server, "--diff", DEMO,
+    result = revisor("review", "--engine", "openai", "--base-url", vllm_server, DEMO,
                      "--comment", "app/storage.py:11-13=use a context manager here", "--format", "json")
     assert result.returncode == 0, result.stderr.decode()
     data = json.loads(result.stdout)
@@ -189,10 +189,13 @@ def test_jobs_lists_failed_jobs_and_queues_them_again(tmp_path, monkeypatch):
     assert "queued: 2" in revisor("jobs", "--requeue-all").stdout.decode()
 
 
-def test_settings_never_show_secrets():
-    from revisor.bot.config import Settings
+def test_settings_never_show_secrets(monkeypatch):
+    from revisor.bot.config import service_settings
 
-    settings = Settings.from_env({"GITHUB_WEBHOOK_SECRET": "s" * 32, "GITHUB_APP_ID": "1",
-                                  "GITHUB_APP_PRIVATE_KEY": "-----BEGIN RSA PRIVATE KEY-----x"})
+    for name, value in {"GITHUB_WEBHOOK_SECRET": "s" * 32, "GITHUB_APP_ID": "1",
+                        "GITHUB_APP_PRIVATE_KEY": "-----BEGIN RSA PRIVATE KEY-----x"}.items():
+        monkeypatch.setenv(name, value)
+    settings = service_settings()
     assert "s" * 32 not in repr(settings) and "PRIVATE KEY" not in repr(settings)
+    assert settings[1].app_credentials() == ("1", "-----BEGIN RSA PRIVATE KEY-----x")
 

@@ -112,11 +112,12 @@ def test_mine_resumes_after_a_kill_with_no_pair_lost_or_doubled(history, tmp_pat
 def test_mine_waits_out_primary_and_secondary_rate_limits(history, tmp_path):
     """As the App: its installation on the repository is looked up. Each limit is answered once:
     a client that retried before the reset or the Retry-After would be refused again."""
+    from revisor.bot.config import GitHubSettings
     from revisor.bot.github import repository_client
 
     gh, url, private, _ = history
-    env = {"GITHUB_API_URL": url, "GITHUB_APP_ID": gh.app_id, "GITHUB_APP_PRIVATE_KEY": private}
-    repository = repository_client(env, REPO, max_wait_s=60).get_repo(REPO)
+    github = GitHubSettings(api_url=url, app_id=gh.app_id, app_private_key=private)
+    repository = repository_client(github, REPO, max_wait_s=60).get_repo(REPO)
     gh.rate_limit_next = ["primary", "secondary"]
     run = mine(repository, MiningRun.open(tmp_path / "new" / "pairs.jsonl", REPO))
     assert gh.rate_limited == ["primary", "secondary"]

@@ -18,8 +18,8 @@ from revisor.model.embedded import prepare_default_model
 from revisor.model.errors import Interrupted, RevisorError
 from revisor.model.logs import configure_quiet
 from revisor.model.schema import LowConfidence, NoRevision, RevisionTask
+from revisor.model.settings import model_options, model_settings
 from revisor.training.cli import COMMANDS as TRAINING_COMMANDS
-from revisor.training.cli import model_options
 
 
 def read_text(source: str) -> str:
@@ -88,7 +88,7 @@ def revise(source: str, comment: str, language: str | None, as_diff: bool, **mod
     if not code.strip():
         raise RevisorError(f"{'standard input' if source == '-' else source} holds no code")
     task = RevisionTask(code, comment, language or language_of_path(source))
-    reviser = build_reviser(**model)
+    reviser = build_reviser(model_settings(**model))
     try:
         answer = reviser.revise([task])[0]
     finally:
@@ -109,8 +109,7 @@ def revise(source: str, comment: str, language: str | None, as_diff: bool, **mod
 
 
 @cli.command()
-@click.option("--diff", "diff_file", default="-", show_default=True,
-              help="Unified diff file; '-' reads standard input.")
+@click.argument("diff_file", default="-", metavar="[DIFF|-]")
 @click.option("--comment", "comments", multiple=True, metavar="PATH:LINE[-END]=TEXT",
               help="A reviewer's comment on new-side lines: revise them to address it "
                    "(repeatable). Without any, every changed region is reviewed.")
@@ -123,19 +122,20 @@ def revise(source: str, comment: str, language: str | None, as_diff: bool, **mod
 @model_options
 def review(diff_file: str, comments: tuple[str, ...], max_files: int, max_regions: int,
            max_tokens: int, output_format: str, **model) -> None:
-    """Propose suggestions for a unified diff: `git diff main | revisor review`."""
+    """Propose suggestions for a unified diff (a file, or standard input): `git diff main | revisor
+    review`, or `revisor review change.diff --comment 'app.py:11-13=use a context manager'`."""
     from revisor.bot.diff import parse_diff
     from revisor.bot.pipeline import Budget, LineComment
     from revisor.bot.pipeline import review as run_review
     from revisor.bot.report import review_json, review_text
 
     if diff_file == "-" and sys.stdin.isatty():
-        raise RevisorError("no diff on standard input: pipe `git diff` in, or pass --diff FILE")
+        raise RevisorError("no diff on standard input: pipe `git diff` in, or name a diff file")
     diff = parse_diff(read_text(diff_file))
     line_comments = [LineComment.parse(spec) for spec in comments]
     for c in line_comments:  # fail on a misplaced comment before the model starts
         diff.region_at(c.path, c.start, c.end)
-    reviser = build_reviser(**model)
+    reviser = build_reviser(model_settings(**model))
     try:
         result = run_review(diff, reviser, line_comments, Budget(max_files, max_regions, max_tokens))
     finally:
@@ -150,7 +150,8 @@ def review(diff_file: str, comments: tuple[str, ...], max_files: int, max_region
               help="Worker threads in this process (0: only store deliveries; run `revisor worker`).")
 @click.option("--metrics-port", type=click.IntRange(1, 65535),
               help="Serve /metrics on this port instead of the webhook port (keep it unpublished).")
-def serve(host: str, port: int, workers: int, metrics_port: int | None) -> None:
+@model_options
+def serve(host: str, port: int, workers: int, metrics_port: int | None, **model) -> None:
     """Run the GitHub App: POST /api/github/webhooks, GET /healthz, GET /metrics.
 
     \b
@@ -166,15 +167,15 @@ def serve(host: str, port: int, workers: int, metrics_port: int | None) -> None:
     import uvicorn
 
     from revisor.bot.app import create_app
-    from revisor.bot.config import Settings
-    from revisor.bot.jobs import open_store
+    from revisor.bot.config import service_settings
     from revisor.bot.service import configure_logging, start_workers
 
-    settings = Settings.from_env()
+    service, github, stored = service_settings()
+    model_settings_ = model_settings(**model)
     configure_logging()
-    store = open_store(settings.database, settings.redis_url)
-    pool = start_workers(settings, store, workers)
-    app = create_app(settings.webhook_secret, store, settings.max_payload_bytes, pool.threads,
+    store = stored.open()
+    pool = start_workers(service, github, model_settings_, store, workers)
+    app = create_app(github.webhook_secret.get_secret_value(), store, service.max_payload_bytes, pool.threads,
                      metrics_route=metrics_port is None)
     if metrics_port is not None:
         start_metrics_server(metrics_port, app.state.metrics.registry, pool)
@@ -200,21 +201,22 @@ def start_metrics_server(port: int, registry, pool) -> None:
               help="Jobs this process runs at once, sharing one model engine.")
 @click.option("--metrics-port", type=click.IntRange(1, 65535),
               help="Serve this worker's Prometheus metrics on this port.")
-def worker(threads: int, metrics_port: int | None) -> None:
+@model_options
+def worker(threads: int, metrics_port: int | None, **model) -> None:
     """Process stored deliveries (beside `revisor serve --workers 0`, same environment).
 
     Run as many as the model server keeps busy, on one or more machines: with REVISOR_REDIS_URL
     they share one queue, and a job whose worker dies is taken over once its lease runs out.
     """
-    from revisor.bot.config import Settings
-    from revisor.bot.jobs import open_store
+    from revisor.bot.config import service_settings
     from revisor.bot.metrics import REGISTRY, JobCounts
     from revisor.bot.service import configure_logging, start_workers
 
-    settings = Settings.from_env()
+    service, github, stored = service_settings()
+    model_settings_ = model_settings(**model)
     configure_logging()
-    store = open_store(settings.database, settings.redis_url)
-    pool = start_workers(settings, store, threads)
+    store = stored.open()
+    pool = start_workers(service, github, model_settings_, store, threads)
     if metrics_port is not None:
         REGISTRY.register(JobCounts(store))
         start_metrics_server(metrics_port, REGISTRY, pool)
@@ -228,11 +230,11 @@ def worker(threads: int, metrics_port: int | None) -> None:
 
 
 def env_store():
-    """The job store `serve` uses: REVISOR_REDIS_URL, else the SQLite file REVISOR_DATABASE."""
-    from revisor.bot.jobs import open_store
+    """The job store `serve` uses: REVISOR_REDIS_URL, else the SQLite file REVISOR_DATABASE
+    (default $REVISOR_HOME/revisor.db)."""
+    from revisor.bot.config import StoreSettings, read_env
 
-    return open_store(os.environ.get("REVISOR_DATABASE", "revisor.db"),
-                      os.environ.get("REVISOR_REDIS_URL") or None)
+    return read_env(StoreSettings).open()
 
 
 @cli.command()
@@ -241,8 +243,8 @@ def env_store():
 @click.option("--requeue-all", is_flag=True, help="Queue every failed job again.")
 def jobs(requeue: tuple[str, ...], requeue_all: bool) -> None:
     """List the jobs by status and those that failed for good; queue failed ones again once their
-    cause is fixed. Reads the store `serve` uses: REVISOR_DATABASE (default revisor.db) or
-    REVISOR_REDIS_URL."""
+    cause is fixed. Reads the store `serve` uses: REVISOR_DATABASE (default
+    $REVISOR_HOME/revisor.db) or REVISOR_REDIS_URL."""
     store = env_store()
     failed = store.failed()
     for delivery in [d for d, _, _ in failed] if requeue_all else requeue:
@@ -280,6 +282,7 @@ def mine(repo: str | None, output: Path, since, limit: int | None, max_wait: int
 
     from tqdm import tqdm
 
+    from revisor.bot.config import GitHubSettings, read_env
     from revisor.bot.github import repository_client
     from revisor.bot.mining import MiningRun
     from revisor.bot.mining import mine as mine_pairs
@@ -294,7 +297,7 @@ def mine(repo: str | None, output: Path, since, limit: int | None, max_wait: int
     since = since.replace(tzinfo=UTC) if since else None
     run = MiningRun.open(output, repo)
     with github_errors("what was mined is kept: run the same command again to go on"):
-        repository = repository_client(dict(os.environ), repo, max_wait).get_repo(repo)
+        repository = repository_client(read_env(GitHubSettings), repo, max_wait).get_repo(repo)
         with tqdm(desc="pull requests", unit="pr", initial=len(run.pulls_done)) as bar:
             mine_pairs(repository, run, since, limit,
                        lambda run: (bar.update(), bar.set_postfix(pairs=run.pairs)))
@@ -315,7 +318,9 @@ def github_errors(what_then: str):
         message = error.data.get("message") if isinstance(error.data, dict) else error.data
         raise RevisorError(f"GitHub answered {error.status} ({message}); {what_then}") from None
     except RequestException as error:
-        api = os.environ.get("GITHUB_API_URL", "https://api.github.com")
+        from revisor.bot.config import GitHubSettings, read_env
+
+        api = read_env(GitHubSettings).api_url
         raise RevisorError(f"cannot reach GitHub at {api} ({type(error).__name__}); check GITHUB_API_URL; "
                            f"{what_then}") from None
 
@@ -377,10 +382,11 @@ def deliveries(hours: int, redeliver: bool) -> None:
     GITHUB_APP_PRIVATE_KEY_PATH) and GITHUB_API_URL."""
     from datetime import UTC, datetime, timedelta
 
+    from revisor.bot.config import GitHubSettings, read_env
     from revisor.bot.github import app_integration, failed_deliveries
     from revisor.bot.github import redeliver as send_again
 
-    integration = app_integration(dict(os.environ))
+    integration = app_integration(read_env(GitHubSettings))
     with github_errors("are GITHUB_APP_ID and its key right?"):
         failed = failed_deliveries(integration, datetime.now(UTC) - timedelta(hours=hours))
         for d in failed:
@@ -393,15 +399,15 @@ def deliveries(hours: int, redeliver: bool) -> None:
 
 
 @cli.command()
-def action() -> None:
+@model_options
+def action(**model) -> None:
     """Handle the event of a GitHub Actions run (see action.yml); reads GITHUB_EVENT_NAME,
-    GITHUB_EVENT_PATH, GITHUB_REPOSITORY, GITHUB_API_URL and INPUT_TOKEN / GITHUB_TOKEN, plus the
-    REVISOR_* model settings."""
-    from revisor.bot.config import ModelSettings
+    GITHUB_EVENT_PATH, GITHUB_REPOSITORY, GITHUB_API_URL and INPUT_TOKEN / GITHUB_TOKEN."""
     from revisor.bot.service import configure_logging, run_action
 
+    settings = model_settings(**model)
     configure_logging()
-    click.echo(run_action(dict(os.environ), ModelSettings.from_env(dict(os.environ))))
+    click.echo(run_action(dict(os.environ), settings))
 
 
 def interrupt(signum, frame) -> None:

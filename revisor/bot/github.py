@@ -17,7 +17,7 @@ from github.PullRequest import PullRequest
 from github.Repository import Repository
 from urllib3.util import Retry
 
-from revisor.bot.config import app_credentials
+from revisor.bot.config import GitHubSettings
 from revisor.bot.diff import Diff, parse_diff
 from revisor.bot.metrics import GITHUB_ERRORS
 from revisor.bot.placement import HEAD_MARKER, MARKER, inline_code
@@ -59,29 +59,26 @@ def token_client(api_url: str, token: str, max_wait_s: float = 300) -> Github:
                   seconds_between_requests=None, seconds_between_writes=None)
 
 
-def repository_client(env: dict[str, str], full_name: str, max_wait_s: float) -> Github:
+def repository_client(github: GitHubSettings, full_name: str, max_wait_s: float) -> Github:
     """A client that can read `full_name`: GITHUB_TOKEN's, or else the App's installation on it."""
-    api_url = env.get("GITHUB_API_URL", "https://api.github.com").rstrip("/")
-    if env.get("GITHUB_TOKEN"):
-        return token_client(api_url, env["GITHUB_TOKEN"], max_wait_s)
-    if app_credentials(env) is None:
+    if github.token:
+        return token_client(github.api_url, github.token.get_secret_value(), max_wait_s)
+    credentials = github.app_credentials()
+    if credentials is None:
         raise RevisorError("set GITHUB_TOKEN (a token that can read the repository), or GITHUB_APP_ID "
                            "and GITHUB_APP_PRIVATE_KEY of an App installed on it")
     owner, _, name = full_name.partition("/")
     try:
-        installation = app_integration(env).get_repo_installation(owner, name)
+        installation = app_integration(github).get_repo_installation(owner, name)
     except GithubException as error:
         raise RevisorError(f"the App is not installed on {full_name} ({error.status})") from None
-    return app_client(api_url, *app_credentials(env), installation.id, max_wait_s)
+    return app_client(github.api_url, *credentials, installation.id, max_wait_s)
 
 
-def app_integration(env: dict[str, str]) -> GithubIntegration:
+def app_integration(github: GitHubSettings) -> GithubIntegration:
     """The App itself (its JWT), from GITHUB_APP_ID and its private key."""
-    credentials = app_credentials(env)
-    if credentials is None:
-        raise RevisorError("set GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY (or GITHUB_APP_PRIVATE_KEY_PATH)")
-    api_url = env.get("GITHUB_API_URL", "https://api.github.com").rstrip("/")
-    return GithubIntegration(auth=Auth.AppAuth(*credentials), base_url=api_url, retry=retry_policy())
+    return GithubIntegration(auth=Auth.AppAuth(*github.require_app()), base_url=github.api_url,
+                             retry=retry_policy())
 
 
 def failed_deliveries(integration: GithubIntegration, since: datetime) -> list[dict]:

@@ -10,14 +10,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from revisor.bot.config import ModelSettings, Settings
+from revisor.bot.config import GitHubSettings, ServiceSettings, read_env
 from revisor.bot.github import PullRequestAPI, app_client, token_client
 from revisor.bot.handlers import Handlers, ReviewContext, wanted
 from revisor.bot.jobs import JobStore
 from revisor.bot.metrics import MeteredEngine
 from revisor.bot.worker import Worker, pull_request_number
+from revisor.model.compose import build_engine, build_reviser
 from revisor.model.errors import RevisorError
 from revisor.model.reviser import Reviser
+from revisor.model.settings import ModelSettings
 
 
 class DeliveryIdFilter(logging.Filter):
@@ -47,53 +49,37 @@ class _JsonMessage(logging.Filter):
         return True
 
 
-def build_handlers(model: ModelSettings, bot_name: str) -> Handlers:
-    """Handlers with one engine, shared by every prompt strategy a repository may choose."""
-    from revisor.model.compose import build_strategy, engine_config, find_calibration, resolve_strategy
-    from revisor.model.engines.registry import make_engine
-
-    def engine_for(adapter: str | None):
-        config = engine_config(model.engine, model.model, adapter or model.adapter, model.base_url,
-                               model.api_key, compile=False)
-        return MeteredEngine(make_engine(model.engine, config))
-
-    engines = {None: engine_for(None)}
-    engine = engines[None]
-    revisers: dict[tuple[str, str | None], Reviser] = {}
+def build_handlers(model: ModelSettings, bot_name: str, adapters: tuple[str, ...] = ()) -> Handlers:
+    """Handlers with one engine per adapter, shared by every prompt strategy a repository may
+    choose; `adapters` are the LoRA modules of the openai engine's server repositories may choose."""
+    engines = {None: MeteredEngine(build_engine(model))}
 
     def reviser(strategy: str, adapter: str | None) -> Reviser:
-        if adapter is not None and adapter not in model.adapters:
+        if adapter is not None and adapter not in adapters:
             raise RevisorError(f"adapter {adapter!r} in .github/revisor.yml is not offered by this "
-                               f"service (REVISOR_ADAPTERS: {', '.join(model.adapters) or 'none'})")
+                               f"service (REVISOR_ADAPTERS: {', '.join(adapters) or 'none'})")
+        if adapter is not None and model.engine != "openai":
+            raise RevisorError("choosing an adapter per repository needs the openai engine")
+        settings = model.model_copy(update={"strategy": strategy, "adapter": adapter or model.adapter})
         if adapter not in engines:
-            if model.engine != "openai":
-                raise RevisorError("choosing an adapter per repository needs the openai engine")
-            engines[adapter] = engine_for(adapter)
-        if (strategy, adapter) not in revisers:
-            name = resolve_strategy(strategy, model.engine, model.model, adapter or model.adapter)
-            calibration = find_calibration(model.calibration, model.engine, model.model,
-                                           adapter or model.adapter, name)
-            threshold = model.min_confidence
-            if threshold is None:
-                threshold = calibration.threshold if calibration else 0.0
-            revisers[strategy, adapter] = Reviser(
-                engines[adapter], build_strategy(name, False, model.pool, 3),
-                calibration=calibration, min_confidence=threshold)
-        return revisers[strategy, adapter]
+            engines[adapter] = MeteredEngine(build_engine(settings))
+        return build_reviser(settings, engines[adapter])
 
     def close() -> None:
         for each in engines.values():
             each.close()
 
-    return Handlers(reviser, engine.description, bot_name, model.strategy, close)
+    return Handlers(functools.cache(reviser), engines[None].description, bot_name, model.strategy, close)
 
 
-def app_api(settings: Settings) -> Callable[[dict], PullRequestAPI]:
+def app_api(github: GitHubSettings) -> Callable[[dict], PullRequestAPI]:
+    app_id, private_key = github.require_app()
+
     @functools.lru_cache(maxsize=256)
     def client(installation: int):
         """One client per installation: its token is fetched once and renewed when it expires,
         not fetched again for every job."""
-        return app_client(settings.api_url, settings.app_id or "", settings.private_key or "", installation)
+        return app_client(github.api_url, app_id, private_key, installation)
 
     def open_api(payload: dict) -> PullRequestAPI:
         installation = (payload.get("installation") or {}).get("id")
@@ -123,19 +109,20 @@ class WorkerPool:
             handlers.close()
 
 
-def start_workers(settings: Settings, store: JobStore, count: int) -> WorkerPool:
+def start_workers(service: ServiceSettings, github: GitHubSettings, model: ModelSettings, store: JobStore,
+                  count: int) -> WorkerPool:
     shared: list[Handlers] = []
     lock = threading.Lock()
 
     def handlers() -> Handlers:
         with lock:
             if not shared:
-                shared.append(build_handlers(settings.model, settings.bot_name))
+                shared.append(build_handlers(model, service.bot_name, service.adapters))
             return shared[0]
 
     pool = WorkerPool([], threading.Event(), shared)
     for _ in range(count):
-        worker = Worker(store, handlers, app_api(settings), settings.lease_seconds)
+        worker = Worker(store, handlers, app_api(github), service.lease_seconds)
         thread = threading.Thread(target=worker.run_forever, args=(pool.stop,), daemon=True)
         thread.start()
         pool.threads.append(thread)
@@ -154,9 +141,9 @@ def run_action(env: dict[str, str], model: ModelSettings) -> str:
     payload = json.loads(Path(env["GITHUB_EVENT_PATH"]).read_text())
     if not wanted(event, payload):
         return f"nothing to do for {event}/{payload.get('action')}"
-    client = token_client(env.get("GITHUB_API_URL", "https://api.github.com"), token)
+    client = token_client(read_env(GitHubSettings).api_url, token)
     api = PullRequestAPI.open(client, env["GITHUB_REPOSITORY"], pull_request_number(payload))
-    handlers = build_handlers(model, env.get("REVISOR_BOT_NAME", "revisor"))
+    handlers = build_handlers(model, read_env(ServiceSettings).bot_name)
     logger = logging.LoggerAdapter(logging.getLogger("revisor.action"),
                                    {"delivery_id": env.get("GITHUB_RUN_ID", "action")})
     try:

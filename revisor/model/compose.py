@@ -1,4 +1,5 @@
-"""Building a reviser (engine + prompt strategy + calibration) from user-facing settings."""
+"""Building a reviser (engine + prompt strategy + calibration) from `ModelSettings`: the one way
+every command and the bot get theirs."""
 
 from __future__ import annotations
 
@@ -13,77 +14,81 @@ from revisor.model.embedded import (
     resolve_model,
     revisor_home,
 )
-from revisor.model.engines.base import EngineConfig
+from revisor.model.engines.base import Engine, EngineConfig
 from revisor.model.engines.registry import make_engine
 from revisor.model.errors import RevisorError
 from revisor.model.prompts import PromptStrategy, make_strategy
 from revisor.model.reviser import Reviser
-
-DEFAULT_POOL = "../shared/datasets/codereviewer/train.jsonl"
-"""Where few-shot demonstrations come from unless told otherwise (never a test set)."""
-AUTO = "auto"
-"""The prompt strategy that follows the model: the fine-tuned format for the default model and
-for adapters (both are trained on it), zero-shot for any other model."""
+from revisor.model.settings import AUTO, ModelSettings
 
 
-def resolve_strategy(name: str, engine: str, model: str | None, adapter: str | None) -> str:
-    if name != AUTO:
-        return name
-    default = engine != "openai" and is_default_model(model)
-    return "fine-tuned" if default or adapter else "zero-shot"
+def resolve_strategy(settings: ModelSettings) -> str:
+    if settings.strategy != AUTO:
+        return settings.strategy
+    default = settings.engine != "openai" and is_default_model(settings.model)
+    return "fine-tuned" if default or settings.adapter else "zero-shot"
 
 
-def engine_config(engine: str, model: str | None, adapter: str | None, base_url: str | None,
-                  api_key: str, compile: bool, **tuning) -> EngineConfig:
-    if engine == "openai":
-        if not base_url:
-            raise RevisorError("--engine openai needs --base-url (e.g. http://localhost:8000/v1)")
-        served = "" if is_default_model(model) else model  # "": the server's first model
-        return EngineConfig(model=served, adapter=adapter, base_url=base_url, api_key=api_key, **tuning)
+def engine_config(settings: ModelSettings, **tuning) -> EngineConfig:
+    if settings.engine == "openai":
+        if not settings.base_url:
+            raise RevisorError("the openai engine needs --base-url / REVISOR_BASE_URL "
+                               "(e.g. http://localhost:8000/v1)")
+        served = "" if is_default_model(settings.model) else settings.model  # "": the server's first
+        return EngineConfig(model=served, adapter=settings.adapter, base_url=settings.base_url,
+                            api_key=settings.api_key or "EMPTY", **tuning)
+    adapter = settings.adapter
     if adapter is not None:
         adapter_config(adapter)  # a missing adapter fails before the model is prepared
     # An adapter goes on the plain embedded model, not on the default that has one merged in.
-    base = resolve_model(model or (EMBEDDED_BASE if adapter else None))
+    base = resolve_model(settings.model or (EMBEDDED_BASE if adapter else None))
     if adapter is not None:
         check_adapter(adapter, base)
-    return EngineConfig(model=base, adapter=adapter, compile=compile, **tuning)
+    return EngineConfig(model=base, adapter=adapter, compile=settings.compile, **tuning)
 
 
-def find_calibration(path: str | None, engine: str, model: str | None, adapter: str | None,
-                     strategy: str) -> Calibration | None:
+def build_engine(settings: ModelSettings, **tuning) -> Engine:
+    return make_engine(settings.engine, engine_config(settings, **tuning))
+
+
+def find_calibration(settings: ModelSettings, strategy: str) -> Calibration | None:
     """The calibration named, else the one beside the adapter (or shipped with the default model)
     when the prompt is the fine-tuned format it was fitted with; None: uncalibrated."""
-    if path:
-        return Calibration.load(path)
+    if settings.calibration:
+        return Calibration.load(settings.calibration)
     if strategy != "fine-tuned":
         return None
-    if adapter is None and engine != "openai" and is_default_model(model):
+    if settings.adapter is None and settings.engine != "openai" and is_default_model(settings.model):
         beside = DEFAULT_ADAPTER / CALIBRATION_FILE
     else:
-        beside = Path(adapter) / CALIBRATION_FILE if adapter else None
+        beside = Path(settings.adapter) / CALIBRATION_FILE if settings.adapter else None
     return Calibration.load(beside) if beside and beside.is_file() else None
 
 
-def build_strategy(name: str, persona: bool, pool: str, shots: int) -> PromptStrategy:
+def build_strategy(name: str, settings: ModelSettings) -> PromptStrategy:
     retriever = None
     if name == "few-shot":
+        if not settings.pool:
+            raise RevisorError("few-shot needs --pool / REVISOR_POOL: a file of review-to-revision "
+                               "pairs to retrieve demonstrations from")
         from revisor.model.retrieval import BM25Retriever
         from revisor.training.datasets import load_dataset
         from revisor.training.splits import refuse_benchmark
 
-        refuse_benchmark(pool, "few-shot retrieval")
-        retriever = BM25Retriever(load_dataset(pool).examples, revisor_home() / "index")
-    return make_strategy(name, persona=persona, retriever=retriever, k=shots)
+        refuse_benchmark(settings.pool, "few-shot retrieval")
+        retriever = BM25Retriever(load_dataset(settings.pool).examples, revisor_home() / "index")
+    return make_strategy(name, persona=settings.persona, retriever=retriever, k=settings.shots)
 
 
-def build_reviser(engine: str, model, adapter, base_url, api_key, strategy_name, persona, pool,
-                  shots, compile, calibration=None, min_confidence=None, **tuning) -> Reviser:
-    """A reviser from the command-line options; the threshold defaults to the calibration's."""
-    strategy_name = resolve_strategy(strategy_name, engine, model, adapter)
-    strategy = build_strategy(strategy_name, persona, pool, shots)
-    config = engine_config(engine, model, adapter, base_url, api_key, compile, **tuning)
-    calibrated = find_calibration(calibration, engine, model, adapter, strategy_name)
-    if min_confidence is None:
-        min_confidence = calibrated.threshold if calibrated else 0.0
-    return Reviser(make_engine(engine, config), strategy, calibration=calibrated,
-                   min_confidence=min_confidence)
+def build_reviser(settings: ModelSettings, engine: Engine | None = None, **tuning) -> Reviser:
+    """A reviser for `settings`, on `engine` if given (the bot shares one between prompt
+    strategies), else on a new one; the threshold defaults to the calibration's."""
+    strategy_name = resolve_strategy(settings)
+    strategy = build_strategy(strategy_name, settings)
+    calibrated = find_calibration(settings, strategy_name)
+    if engine is None:
+        engine = build_engine(settings, **tuning)
+    threshold = settings.min_confidence
+    if threshold is None:
+        threshold = calibrated.threshold if calibrated else 0.0
+    return Reviser(engine, strategy, calibration=calibrated, min_confidence=threshold)

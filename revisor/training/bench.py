@@ -14,9 +14,9 @@ import psutil
 from tqdm import tqdm
 
 from revisor.model.errors import RevisorError
-from revisor.model.prompts import STRATEGIES
 from revisor.model.reviser import Answer, Reviser
 from revisor.model.schema import Example
+from revisor.model.settings import ModelSettings, model_settings
 from revisor.training.datasets import load_dataset
 from revisor.training.metrics import at_threshold, coverage_curve, exact_match, score_system
 from revisor.training.report import render_report
@@ -32,15 +32,8 @@ class BenchConfig:
     models: list[str] = field(default_factory=lambda: ["embedded"])
     output: str = "runs/bench"
     limit: int | None = None
-    adapter: str | None = None
-    base_url: str | None = None
-    api_key: str = "EMPTY"
-    persona: bool = False
-    pool: str = ""
-    shots: int = 3
-    calibration: str | None = None
-    min_confidence: float | None = None
-    compile: bool = True
+    settings: ModelSettings = field(default_factory=ModelSettings)
+    """The model settings every run shares; each run sets its own model, engine and strategy."""
     prefix_cache: bool = True
     bounded: bool = True
     departures: bool = True
@@ -48,27 +41,19 @@ class BenchConfig:
     skip_malformed: bool = False
 
     def __post_init__(self):
-        from revisor.model.engines.registry import ENGINES
-
-        for name in self.strategies:
-            if name not in ("auto", *STRATEGIES):
-                raise RevisorError(f"unknown strategy {name!r}: choose from auto, {', '.join(STRATEGIES)}")
-        for name in self.engines:
-            if name not in ENGINES:
-                raise RevisorError(f"unknown engine {name!r}: choose from {', '.join(ENGINES)}")
-        if "few-shot" in self.strategies and _same_file(self.pool, self.dataset):
+        for run in self.runs():  # a bad strategy or engine fails before any model loads
+            model_settings(**run)
+        if "few-shot" in self.strategies and _same_file(self.settings.pool or "", self.dataset):
             raise RevisorError("the few-shot --pool is the benchmark dataset itself: pick another pool")
 
-    @classmethod
-    def from_options(cls, options: dict) -> BenchConfig:
-        options = dict(options)
-        options["strategies"] = _split(options["strategies"])
-        options["engines"] = _split(options["engines"])
-        options["models"] = _split(options["models"])
-        return cls(**options)
+    def runs(self) -> list[dict]:
+        """The settings of each run, in order: every model, engine and strategy asked for."""
+        shared = self.settings.model_dump(exclude_unset=True)
+        return [shared | {"model": model, "engine": engine, "strategy": strategy}
+                for model in self.models for engine in self.engines for strategy in self.strategies]
 
     def system_name(self, strategy: str, engine: str, model: str) -> str:
-        name = f"revisor/{strategy}" + ("+persona" if self.persona else "")
+        name = f"revisor/{strategy}" + ("+persona" if self.settings.persona else "")
         name += f"@{engine}" if len(self.engines) > 1 else ""
         return name + (f" ({model})" if len(self.models) > 1 else "")
 
@@ -221,7 +206,8 @@ def _write(config: BenchConfig, examples: list[Example], runs: list[Run], skippe
                                  if s.name in runs_by else {}) for s in scores],
         "throughput": throughput,
         "ratios": ratios(runs, n),
-        "config": asdict(config),
+        "config": {k: v for k, v in asdict(config).items() if k != "settings"}
+        | {"settings": config.settings.model_dump(exclude={"api_key"})},
     }
     (output / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     return render_report(output, metrics, scores)
@@ -249,10 +235,6 @@ def ratios(runs: list[Run], n: int) -> dict[str, float]:
                 found[f"{models[0]} / {model} examples per second ({engine})"] = round(
                     other.wall_s / first.wall_s, 2)
     return found
-
-
-def _split(value: str) -> list[str]:
-    return [part.strip() for part in value.split(",") if part.strip()]
 
 
 def _same_file(a: str, b: str) -> bool:

@@ -1,5 +1,5 @@
-"""Training's commands (`train`, `data split`, `calibrate`, `bench`) and the model options every
-command that runs the model shares; `bot.cli` joins them into the one `revisor` group."""
+"""Training's commands (`train`, `data split`, `data untrained`, `calibrate`, `bench`);
+`revisor.bot.cli` joins them into the one `revisor` group."""
 
 from __future__ import annotations
 
@@ -8,83 +8,17 @@ import json
 
 import click
 
-from revisor.model.compose import AUTO, DEFAULT_POOL, build_reviser
+from revisor.model.compose import build_reviser
 from revisor.model.embedded import EMBEDDED, EMBEDDED_BASE, resolve_model
-from revisor.model.engines.registry import ENGINES
 from revisor.model.errors import RevisorError
-from revisor.model.prompts import STRATEGIES
-
-STRATEGY_HELP = ("Prompt strategy. auto: the fine-tuned format for the default model and for "
-                 "adapters (what they were trained on), zero-shot for other models.")
-MODEL_HELP = (f"Checkpoint directory or Hugging Face id [default: {EMBEDDED}, SmolLM2-135M-Instruct "
-              f"with Revisor's adapter merged in; {EMBEDDED_BASE}: without it].")
-
-
-def model_options(command):
-    """The options every command that runs the model shares."""
-    options = [
-        click.option("--engine", type=click.Choice(ENGINES), default="vllm", show_default=True,
-                     help="vllm: in-process vLLM; openai: an OpenAI-compatible server such as "
-                          "`vllm serve`; transformers: in-process fallback."),
-        click.option("--model", default=None,
-                     help=MODEL_HELP + " With --engine openai: the served model name [default: the "
-                                       "server's first]."),
-        click.option("--adapter", default=None,
-                     help="PEFT LoRA adapter directory (on the plain embedded model unless --model "
-                          "says otherwise); with --engine openai, the LoRA module name the server "
-                          "was started with."),
-        click.option("--base-url", envvar="REVISOR_BASE_URL", default=None,
-                     help="OpenAI-compatible server, e.g. http://gpu-box:8000/v1 (--engine openai); "
-                          "several replicas comma-separated: requests take turns, a failing one "
-                          "is skipped."),
-        click.option("--api-key", envvar="REVISOR_API_KEY", default="EMPTY", show_default=False,
-                     help="API key for --base-url [env: REVISOR_API_KEY]."),
-        click.option("--strategy", "strategy_name", default=AUTO, show_default=True,
-                     type=click.Choice((AUTO, *STRATEGIES)), help=STRATEGY_HELP),
-        click.option("--persona/--no-persona", default=False,
-                     help="Open the prompt with an expert-developer persona line."),
-        click.option("--pool", default=DEFAULT_POOL, show_default=True,
-                     help="Review-to-revision pairs (.jsonl or .csv) that few-shot demonstrations "
-                          "are retrieved from. Never a benchmark's test file."),
-        click.option("--shots", default=3, show_default=True, type=click.IntRange(1, 16),
-                     help="Demonstrations per prompt (few-shot)."),
-        click.option("--compile/--no-compile", default=False, show_default=True,
-                     help="vLLM: compile the model (slow start, faster generation)."),
-        click.option("--calibration", envvar="REVISOR_CALIBRATION", default=None,
-                     help="A calibration.json from `revisor calibrate` [default: the one beside the "
-                          "adapter, or shipped with the default model]."),
-        click.option("--min-confidence", envvar="REVISOR_MIN_CONFIDENCE", default=None,
-                     type=click.FloatRange(0, 1),
-                     help="Suggest only revisions at least this confident [default: the "
-                          "calibration's threshold; 0 without one] [env: REVISOR_MIN_CONFIDENCE]."),
-    ]
-    return functools.reduce(lambda cmd, option: option(cmd), reversed(options), command)
+from revisor.model.settings import model_options, model_settings
 
 
 @click.command()
 @click.option("--dataset", required=True, help="Records to score (.jsonl CodeReviewer or .csv Tufano).")
-@click.option("--strategy", "strategies", default=AUTO, show_default=True,
-              help="Comma-separated strategies, e.g. zero-shot,few-shot. " + STRATEGY_HELP)
-@click.option("--engine", "engines", default="vllm", show_default=True,
-              help="Comma-separated engines to compare on the same records, e.g. vllm,transformers.")
-@click.option("--model", "models", default=EMBEDDED, show_default=True,
-              help="Comma-separated models to compare on the same records, e.g. "
-                   f"{EMBEDDED},{EMBEDDED_BASE}. " + MODEL_HELP)
 @click.option("--limit", type=click.IntRange(1), default=None, help="Score the first N records.")
 @click.option("--output", default="runs/bench", show_default=True, type=click.Path(file_okay=False))
-@click.option("--adapter", default=None, help="PEFT adapter directory (or LoRA module name).")
-@click.option("--base-url", envvar="REVISOR_BASE_URL", default=None, help="As for `revise`.")
-@click.option("--api-key", envvar="REVISOR_API_KEY", default="EMPTY")
-@click.option("--persona/--no-persona", default=False)
-@click.option("--pool", default=DEFAULT_POOL, show_default=True, help="Few-shot retrieval pool.")
-@click.option("--shots", default=3, show_default=True, type=click.IntRange(1, 16))
-@click.option("--calibration", envvar="REVISOR_CALIBRATION", default=None,
-              help="As for `revise` [default: the model's own].")
-@click.option("--min-confidence", default=None, type=click.FloatRange(0, 1),
-              help="The threshold the figures at the threshold are given for [default: the "
-                   "calibration's].")
-@click.option("--compile/--no-compile", default=True, show_default=True,
-              help="vLLM: compile the model (slower start, faster generation).")
+@model_options(several=("engine", "model", "strategy"))
 @click.option("--prefix-cache/--no-prefix-cache", default=True, show_default=True,
               help="vLLM's automatic prefix caching (off only to measure what it saves).")
 @click.option("--bounded/--unbounded", default=True, show_default=True,
@@ -95,7 +29,8 @@ def model_options(command):
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1),
               help="transformers engine: requests per batch.")
 @click.option("--skip-malformed", is_flag=True, help="Skip malformed records (counted) instead of failing.")
-def bench(**options) -> None:
+def bench(dataset, limit, output, prefix_cache, bounded, departures, batch_size, skip_malformed,
+          **model) -> None:
     """Score Revisor by Exact Match on review-to-revision records, beside the published systems
     whose predictions the dataset carries (CodeReviewer, ChatGPT), with precision against
     coverage as the confidence threshold moves.
@@ -105,13 +40,19 @@ def bench(**options) -> None:
     """
     from revisor.training.bench import BenchConfig, run_bench
 
-    config = BenchConfig.from_options(options)
+    several = {name: [part.strip() for part in (model.pop(name) or "").split(",") if part.strip()]
+               for name in ("engine", "model", "strategy")}
+    shared = model_settings(**model)  # REVISOR_* variables apply where no flag is given
+    config = BenchConfig(dataset=dataset, strategies=several["strategy"] or [shared.strategy],
+                         engines=several["engine"] or [shared.engine],
+                         models=several["model"] or [shared.model or EMBEDDED], output=output, limit=limit,
+                         settings=shared, prefix_cache=prefix_cache, bounded=bounded,
+                         departures=departures, batch_size=batch_size, skip_malformed=skip_malformed)
+    runs = {(run["model"], run["engine"], run["strategy"]): run for run in config.runs()}
 
     def reviser(model: str, engine: str, strategy: str):
-        return build_reviser(engine, model, config.adapter, config.base_url, config.api_key, strategy,
-                             config.persona, config.pool, config.shots, config.compile,
-                             config.calibration, config.min_confidence,
-                             prefix_caching=config.prefix_cache, batch_size=config.batch_size)
+        return build_reviser(model_settings(**runs[model, engine, strategy]),
+                             prefix_caching=prefix_cache, batch_size=batch_size)
 
     click.echo(run_bench(config, reviser), nl=False)
 
@@ -133,7 +74,7 @@ def bench(**options) -> None:
               help="Keep the model's answers to each dataset in this directory; datasets whose "
                    "answers are kept there are not answered again (e.g. for another "
                    "--target-precision: seconds instead of a pass over the records).")
-@model_options
+@model_options(omit=("calibration", "min_confidence"))
 def calibrate(dataset, target_precision, output, limit, fit_also, answers, **model) -> None:
     """Fit the confidence of a model's suggestions on a dev split and choose the threshold that
     reaches a target precision; print precision and coverage, and how well calibrated it is."""
@@ -147,12 +88,13 @@ def calibrate(dataset, target_precision, output, limit, fit_also, answers, **mod
     for path in (dataset, *fit_also):
         refuse_benchmark(path, "calibration")
         load_dataset(path)  # a missing or malformed file fails now, not after the model has loaded
+    settings = model_settings(**model)
     if output is None:
-        if not model["adapter"] or model["engine"] == "openai":
+        if not settings.adapter or settings.engine == "openai":
             raise RevisorError("--output: say where to write the calibration (there is no adapter "
                                "directory to put it beside)")
-        output = str(Path(model["adapter"]) / CALIBRATION_FILE)
-    click.echo(run_calibration(lambda: build_reviser(**model), dataset, target_precision, Path(output),
+        output = str(Path(settings.adapter) / CALIBRATION_FILE)
+    click.echo(run_calibration(lambda: build_reviser(settings), dataset, target_precision, Path(output),
                                limit, fit_also, Path(answers) if answers else None), nl=False)
 
 
@@ -192,7 +134,8 @@ def train(data, output, model, eval_data, eval_limit, target_modules, **hyper) -
     """Fine-tune a LoRA (or DoRA) adapter on review-to-revision pairs.
 
     Training uses the fine-tuned prompt format and computes the loss on the revised code only.
-    Multi-GPU: `accelerate launch -m bot.cli train ...` with the same options.
+    Several GPUs or machines: `torchrun --nproc-per-node N -m revisor train ...` (or `accelerate
+    launch -m revisor train ...`) with the same options.
     """
     from revisor.training.datasets import file_digest, load_dataset
     from revisor.training.lora import TrainConfig, check_output, held_out_exact_match
