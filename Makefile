@@ -3,14 +3,14 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test test-fast lint adapter
+.PHONY: setup demo test test-fast lint docs adapter
 setup: $(VENV)/.revisor-setup
 
 $(VENV)/.revisor-setup: pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
 
 demo: setup
-	$(VENV)/bin/revisor review --diff examples/demo.diff \
+	$(VENV)/bin/revisor review examples/demo.diff \
 	  --comment 'app/storage.py:11-13=use a context manager here'
 
 test: setup
@@ -21,6 +21,10 @@ test-fast: setup
 
 lint: setup
 	$(VENV)/bin/ruff check .
+
+# docs/configuration.md and docs/cli.md, generated from the code (a test fails when they are stale)
+docs: setup
+	$(PY) -m revisor.bot.reference
 
 # Rebuild Revisor's default adapter (revisor/model/default_adapter) from ../shared/datasets: split (dev from
 # codereviewer/train.jsonl; pairs sharing code with the benchmark dropped), train (resumable: run

@@ -45,10 +45,10 @@ class Server:
     """A process that is ready once `ready()` holds; its output goes to `log`."""
 
     def __init__(self, command: list[str], log: Path, ready: Callable[[], bool], env: dict | None = None,
-                 seconds: float = 60, url: str = ""):
+                 seconds: float = 60, url: str = "", cwd: Path = ROOT):
         self.log, self.url = log, url
         with open(log, "a") as out:
-            self.process = subprocess.Popen(command, cwd=ROOT, env=env or dict(os.environ), stdout=out,
+            self.process = subprocess.Popen(command, cwd=cwd, env=env or dict(os.environ), stdout=out,
                                             stderr=subprocess.STDOUT)
 
         def started() -> bool:
@@ -110,7 +110,7 @@ def vllm_server(model: str, served_name: str, log: Path, port: int | None = None
     return server, f"http://127.0.0.1:{port}/v1"
 
 
-def revisor(command: list[str], env: dict, log: Path) -> Server:
+def revisor(command: list[str], env: dict, log: Path, cwd: Path = ROOT) -> Server:
     """`revisor serve` (ready at /healthz) or `revisor worker` (ready at its /metrics)."""
     port = free_port()
     if command[0] == "serve":
@@ -119,4 +119,4 @@ def revisor(command: list[str], env: dict, log: Path) -> Server:
         options, path = ["--metrics-port", str(port)], "/metrics"
     url = f"http://127.0.0.1:{port}"
     return Server([sys.executable, "-m", "revisor", *command, *options], log, lambda: answers(url + path),
-                  env, url=url)
+                  env, url=url, cwd=cwd)

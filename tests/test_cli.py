@@ -13,9 +13,10 @@ from tests.conftest import ROOT, shared_path
 DEMO = str(ROOT / "examples" / "demo.diff")
 
 
-def revisor(*args: str, stdin: bytes | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+def revisor(*args: str, stdin: bytes | None = None, env: dict | None = None,
+            cwd: Path = ROOT) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "revisor", *args], input=stdin, capture_output=True,
-                          cwd=ROOT, timeout=600, env={**os.environ, **(env or {})})
+                          cwd=cwd, timeout=600, env={**os.environ, **(env or {})})
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, fragment: str) -> None:
@@ -29,10 +30,9 @@ def assert_one_line_error(result: subprocess.CompletedProcess, fragment: str) ->
 def test_help_explains_every_command():
     from revisor.bot.cli import cli
 
-    out = revisor("--help").stdout.decode()
-    overview = out.split("Options:")[0]
+    overview = revisor("--help").stdout.decode().split("Review code:")[1]
     for name, command in cli.commands.items():
-        assert f"\n  {name} " in overview, f"{name} is missing from the overview in `revisor --help`"
+        assert overview.count(f"\n  {name} ") == 1, f"`revisor --help` lists {name} other than once"
         result = revisor(name, "--help")
         first_words = " ".join(command.help.split()[:5])
         assert result.returncode == 0 and first_words in " ".join(result.stdout.decode().split())
@@ -187,6 +187,54 @@ def test_jobs_lists_failed_jobs_and_queues_them_again(tmp_path, monkeypatch):
     assert "queued a again" in requeued and "failed: 1, queued: 1" in requeued
     assert_one_line_error(revisor("jobs", "--requeue", "zzz"), "no failed job has delivery id 'zzz'")
     assert "queued: 2" in revisor("jobs", "--requeue-all").stdout.decode()
+
+
+def test_jobs_and_report_see_what_serve_stored_from_any_directory(tmp_path, monkeypatch):
+    import httpx
+
+    from tests import bot_scenario as s
+    from tests.servers import revisor as start
+
+    monkeypatch.delenv("REVISOR_DATABASE", raising=False)
+    home, served_from, asked_from = tmp_path / "home", tmp_path / "a", tmp_path / "b"
+    served_from.mkdir(), asked_from.mkdir()
+    env = {**os.environ, "REVISOR_HOME": str(home), "GITHUB_WEBHOOK_SECRET": s.SECRET, "GITHUB_APP_ID": "1",
+           "GITHUB_APP_PRIVATE_KEY": "unused: no worker runs"}
+    serve = start(["serve", "--workers", "0"], env, tmp_path / "serve.log", cwd=served_from)
+    try:
+        body, headers = s.signed(s.review_comment_payload(), "pull_request_review_comment", "anywhere")
+        answer = httpx.post(f"{serve.url}/api/github/webhooks", content=body, headers=headers, timeout=10)
+        assert answer.status_code == 202
+    finally:
+        serve.stop()
+    listed = revisor("jobs", env={"REVISOR_HOME": str(home)}, cwd=asked_from)
+    assert listed.returncode == 0 and "queued: 1" in listed.stdout.decode(), listed.stderr.decode()
+    assert "no suggestions posted yet" in revisor("report", env={"REVISOR_HOME": str(home)},
+                                                  cwd=asked_from).stdout.decode()
+    assert (home / "revisor.db").is_file() and list(served_from.iterdir()) == list(asked_from.iterdir()) == []
+
+
+def test_settings_are_validated_with_one_line_naming_the_variable_or_flag(tmp_path):
+    code = tmp_path / "a.py"
+    code.write_text("x = 1\n")
+    bad = revisor("revise", "-c", "x", str(code), env={"REVISOR_MIN_CONFIDENCE": "2"})
+    assert_one_line_error(bad, "--min-confidence / REVISOR_MIN_CONFIDENCE: Input should be less than or "
+                               "equal to 1, not '2'")
+    assert_one_line_error(revisor("revise", "-c", "x", str(code), env={"REVISOR_ENGINE": "torch"}),
+                          "--engine / REVISOR_ENGINE: Input should be 'vllm', 'openai' or 'transformers'")
+    few_shot = revisor("revise", "-c", "x", "--strategy", "few-shot", str(code))
+    assert_one_line_error(few_shot, "few-shot needs --pool / REVISOR_POOL")
+    service = {"GITHUB_WEBHOOK_SECRET": "s" * 32, "GITHUB_APP_ID": "1", "GITHUB_APP_PRIVATE_KEY": "unused",
+               "REVISOR_LEASE_SECONDS": "soon"}
+    assert_one_line_error(revisor("serve", env=service),
+                          "REVISOR_LEASE_SECONDS: Input should be a valid number, unable to parse string "
+                          "as a number, not 'soon'")
+
+
+def test_reference_docs_are_generated_from_the_code():
+    from revisor.bot.reference import main
+
+    assert main(["--check"]) == 0, "docs/configuration.md or docs/cli.md is stale"
 
 
 def test_settings_never_show_secrets(monkeypatch):

@@ -36,29 +36,46 @@ def read_text(source: str) -> str:
         raise RevisorError(f"{source} is not UTF-8 text: convert it first (e.g. iconv)") from None
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class SectionedGroup(click.Group):
+    """`revisor --help` lists each command once, under the section of those who use it."""
+
+    SECTIONS = {
+        "Review code": {
+            "revise": "revise one piece of code following a review comment",
+            "review": "suggestions for a local diff (`git diff main | revisor review`)",
+        },
+        "Run on GitHub": {
+            "serve": "the GitHub App's webhook service (with workers)",
+            "worker": "workers for stored webhook deliveries, on this or other machines",
+            "action": "the GitHub Action's entry point (see action.yml)",
+            "jobs": "jobs by status; queue failed ones again",
+            "deliveries": "webhook deliveries GitHub could not deliver; send them again",
+            "report": "how many posted suggestions were applied, per repository and model",
+        },
+        "Train and measure": {
+            "mine": "review-to-revision pairs from a repository's pull requests",
+            "data": "split pools into train/dev; find the records training skipped",
+            "train": "fine-tune a LoRA adapter on review-to-revision pairs",
+            "calibrate": "fit the confidence on held-out pairs and choose its threshold",
+            "bench": "Exact Match and precision against coverage, beside published systems",
+            "prepare-model": "build the default model once (done on first use anyway)",
+        },
+    }
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        for title, commands in self.SECTIONS.items():
+            with formatter.section(title):
+                formatter.write_dl(list(commands.items()))
+
+
+@click.group(cls=SectionedGroup,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="revisor")
 @click.option("--verbose", "-v", is_flag=True,
               help="Show the engines' and libraries' logs and warnings (or REVISOR_LOG_LEVEL=debug).")
 def cli(verbose: bool) -> None:
-    """Revisor turns code-review comments into revised code, served by vLLM.
-
-    \b
-    revise         revise one piece of code following a review comment
-    review         propose suggestions for a local diff (`git diff main | revisor review`)
-    bench          Exact Match and precision against coverage, beside published systems
-    train          fine-tune a LoRA adapter on review-to-revision pairs
-    calibrate      fit suggestion confidence on a dev split and choose its threshold
-    data split     reproducible train/dev splits of review-to-revision pools
-    serve          the GitHub App webhook service (with workers)
-    worker         workers for stored webhook deliveries
-    jobs           failed jobs, and queueing them again
-    deliveries     webhook deliveries GitHub could not deliver, and sending them again
-    mine           review-to-revision pairs from a repository's pull requests
-    report         how many posted suggestions were applied, per repository and model
-    action         the GitHub Action entry point
-    prepare-model  build the default model once (done on first use anyway)
-    """
+    """Revisor turns code-review comments into committable suggestions, with a model served by
+    vLLM. Each command's --help says more; every model option also reads its REVISOR_* variable."""
     configure_quiet(verbose)
 
 
