@@ -49,6 +49,7 @@ class PullRequest:
     files: list[dict]  # {"filename", "status", "patch"}
     review_comments: list[dict] = field(default_factory=list)
     reviews: list[dict] = field(default_factory=list)
+    issue_comments: list[dict] = field(default_factory=list)  # the conversation's comments
     commits: list[str] = field(default_factory=list)  # oldest first, as GitHub lists them
     created_at: str = "2026-01-01T00:00:00Z"
     updated_at: str = "2026-01-01T00:00:00Z"
@@ -66,7 +67,9 @@ class FakeGitHub:
     tokens: set[str] = field(default_factory=set)
     requests: list[tuple[str, str]] = field(default_factory=list)
     fail_next: list[int] = field(default_factory=list)  # statuses to answer next, e.g. [502]
-    fail_after_write: list[int] = field(default_factory=list)  # statuses to answer once a POST took effect
+    fail_after_write: list[int] = field(default_factory=list)  # statuses to answer once a comment or
+    # review was written (a reaction is not one)
+    reactions: list[dict] = field(default_factory=list)  # {"kind", "comment_id", "content", "user"}
     per_page_cap: int = 2  # small pages, so pagination is exercised
     slow_paths: dict[str, float] = field(default_factory=dict)  # path suffix -> seconds to wait
     git: Path | None = None  # a repository whose commits the pull requests' commits are
@@ -174,7 +177,7 @@ def create_github_app(gh: FakeGitHub) -> FastAPI:
             if scheme.lower() not in ("token", "bearer") or token not in gh.tokens:
                 return error(401, "Bad credentials")
         response = await call_next(request)
-        wrote = request.method == "POST" and not as_app
+        wrote = request.method == "POST" and not as_app and not request.url.path.endswith("/reactions")
         if wrote and gh.fail_after_write and response.status_code < 300:
             return error(gh.fail_after_write.pop(0), "Server Error")  # done, but the client cannot know
         return response
@@ -233,6 +236,7 @@ def create_github_app(gh: FakeGitHub) -> FastAPI:
     def pull_json(request: Request, pull: PullRequest) -> dict:
         url = f"{gh.base(request)}{prefix}/pulls/{pull.number}"
         return {"number": pull.number, "url": url, "state": "open", "draft": False,
+                "issue_url": f"{gh.base(request)}{prefix}/issues/{pull.number}",
                 "created_at": pull.created_at, "updated_at": pull.updated_at,
                 "head": {"sha": pull.head_sha, "ref": "feature"},
                 "base": {"sha": "0" * 40, "ref": pull.base_ref, "repo": repo_json(request)}}
@@ -297,6 +301,39 @@ def create_github_app(gh: FakeGitHub) -> FastAPI:
                    "user": {"login": "revisor[bot]", "type": "Bot"}}
         pull.review_comments.append(comment)
         return ok(comment, 201)
+
+    @app.get(prefix + "/issues/{number}/comments")
+    def get_issue_comments(request: Request, number: int):
+        pull = pull_or_404(number)
+        return pull if isinstance(pull, JSONResponse) else paginated(request, pull.issue_comments)
+
+    @app.post(prefix + "/issues/{number}/comments")
+    async def create_issue_comment(request: Request, number: int):
+        pull = pull_or_404(number)
+        if isinstance(pull, JSONResponse):
+            return pull
+        body = (await request.json()).get("body")
+        if not body:
+            return error(422, "Validation Failed", errors=[{"field": "body", "code": "missing_field"}])
+        comment = {"id": next(gh._ids), "body": body, "user": {"login": "revisor[bot]", "type": "Bot"}}
+        pull.issue_comments.append(comment)
+        return ok(comment, 201)
+
+    @app.post(prefix + "/{kind}/comments/{comment_id}/reactions")
+    async def react(request: Request, kind: str, comment_id: int):
+        """201 for a new reaction, 200 with the one there when the same user reacted so already."""
+        where = {"pulls": "review_comments", "issues": "issue_comments"}.get(kind)
+        comments = [c for p in gh.pulls.values() for c in getattr(p, where)] if where else []
+        if not any(c["id"] == comment_id for c in comments):
+            return error(404, "Not Found")
+        content = (await request.json()).get("content")
+        if content not in ("+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes"):
+            return error(422, "Validation Failed", errors=[{"field": "content", "code": "invalid"}])
+        reaction = {"kind": kind, "comment_id": comment_id, "content": content, "user": "revisor[bot]"}
+        if reaction in gh.reactions:
+            return ok({"id": gh.reactions.index(reaction) + 1, "content": content})
+        gh.reactions.append(reaction)
+        return ok({"id": len(gh.reactions), "content": content}, 201)
 
     @app.post(prefix + "/pulls/{number}/reviews")
     async def create_review(request: Request, number: int):

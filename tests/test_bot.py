@@ -28,6 +28,7 @@ from tests import bot_scenario as s
 from tests.fakes import FakeEngine
 from tests.fuzz import fuzzed_deliveries
 from tests.github_server import ServerThread, create_github_app, new_app_key
+from tests.servers import wait_until
 
 CONTEXT_MANAGER = "```python\nwith open(path, 'w') as f:\n    f.write(json.dumps(settings))\n```"
 
@@ -399,19 +400,26 @@ def suggestions(outcome: str) -> float:
     return REGISTRY.get_sample_value("revisor_suggestions_total", {"outcome": outcome}) or 0
 
 
-def test_comment_without_mention_or_with_nothing_to_change_posts_nothing(github):
+def test_a_comment_that_does_not_ask_gets_nothing_and_one_that_asks_always_gets_one_answer(github):
     gh = github[0]
     h, _ = handlers()
     plain = s.review_comment_payload(body="use a context manager here")
     assert handle(github, "pull_request_review_comment", plain, h) == "comment does not mention Revisor"
+    assert s.replies(gh) == [] and gh.reactions == []
     unchanged, _ = handlers(lambda code: code)
     skipped, posted = suggestions("skipped"), suggestions("posted")
     outcome = handle(github, "pull_request_review_comment", s.review_comment_payload(), unchanged)
-    assert outcome.startswith("no suggestion") and s.replies(gh) == []
+    assert outcome.startswith("no suggestion")
+    [note] = s.replies(gh)
+    assert note["body"].startswith("Revisor has no suggestion here: ")
+    assert gh.reactions == [{"kind": "pulls", "comment_id": s.COMMENT_ID, "content": "eyes",
+                             "user": "revisor[bot]"}]
     assert (suggestions("skipped"), suggestions("posted")) == (skipped + 1, posted)
+    again = handle(github, "pull_request_review_comment", s.review_comment_payload(), unchanged)
+    assert again == "already answered" and len(s.replies(gh)) == 1 and len(gh.reactions) == 1
 
 
-def test_a_suggestion_below_the_threshold_is_not_posted_and_is_counted(github):
+def test_a_suggestion_below_the_threshold_is_held_back_and_the_person_who_asked_is_told(github):
     gh = github[0]
     engine = FakeEngine(lambda code: CONTEXT_MANAGER, logprob=-1.0)  # uncalibrated confidence e^-1
     h = Handlers(lambda strategy, adapter: Reviser(engine, ZeroShot(), min_confidence=0.5), "fake-model")
@@ -419,13 +427,18 @@ def test_a_suggestion_below_the_threshold_is_not_posted_and_is_counted(github):
     outcome = handle(github, "pull_request_review_comment", s.review_comment_payload(), h)
     assert outcome == ("no suggestion: no confident suggestion (confidence 0.37, below the threshold "
                        "0.50)")
-    assert s.replies(gh) == []
+    [note] = s.replies(gh)
+    assert note["body"].startswith("Revisor has no suggestion confident enough to post here: its best "
+                                   "answer has confidence 0.37, below the threshold 0.50.")
+    assert "```suggestion" not in note["body"]
     assert (suggestions("below threshold"), suggestions("posted")) == (below + 1, posted)
 
     gh.contents[("master", ".github/revisor.yml")] += "min_confidence: 0.3\n"  # the repository's own
-    outcome = handle(github, "pull_request_review_comment", s.review_comment_payload(), h)
+    gh.pulls[s.PR].review_comments.append(s.human_comment(comment_id=s.COMMENT_ID + 1))
+    again = s.review_comment_payload(comment_id=s.COMMENT_ID + 1)
+    outcome = handle(github, "pull_request_review_comment", again, h)
     assert outcome == "replied with a suggestion for app/storage.py:11-13"
-    [reply] = s.replies(gh)
+    [reply] = s.replies(gh, s.COMMENT_ID + 1)
     assert "Revisor (fake-model, confidence 0.37)" in reply["body"]
     assert suggestions("posted") == posted + 1
     with pytest.raises(RevisorError, match="min_confidence: Input should be a valid number, not 'high'"):
@@ -434,13 +447,27 @@ def test_a_suggestion_below_the_threshold_is_not_posted_and_is_counted(github):
         RepoConfig.parse("min_confidence: 2\n")
 
 
+def test_without_review_comments_all_a_comment_that_does_not_ask_hears_nothing_unless_configured(github):
+    gh = github[0]
+    gh.contents[("master", ".github/revisor.yml")] = "review_comments: all\n"
+    unchanged, _ = handlers(lambda code: code)
+    plain = s.review_comment_payload(body="use a context manager here")
+    assert handle(github, "pull_request_review_comment", plain, unchanged).startswith("no suggestion")
+    assert s.replies(gh) == [] and gh.reactions == []
+    gh.contents[("master", ".github/revisor.yml")] += "note_when_no_suggestion: true\n"
+    assert handle(github, "pull_request_review_comment", plain, unchanged).startswith("no suggestion")
+    assert [r["body"].split(":")[0] for r in s.replies(gh)] == ["Revisor has no suggestion here"]
+
+
 def test_a_permanent_error_fails_the_job_at_once_with_what_to_change(github, store):
     gh, key, url = github
     gh.contents[("master", ".github/revisor.yml")] = 'include: "src/**"\n'
     store.enqueue("p1", "pull_request_review_comment", json.dumps(s.review_comment_payload()).encode())
     worker = Worker(store, lambda: handlers()[0], lambda payload: open_api(url, key, payload), 30)
     assert worker.run_once() and not worker.run_once()
-    assert store.counts() == {"failed": 1} and s.replies(gh) == []
+    assert store.counts() == {"failed": 1}
+    [told] = s.replies(gh)  # the reviewer who asked learns what to change
+    assert told["body"].startswith("Revisor could not answer: .github/revisor.yml: include: must be a list")
     with pytest.raises(RevisorError, match=r"include: must be a list, e.g. include: \['src/\*\*'\]"):
         RepoConfig.parse('include: "src/**"\n')
 
@@ -558,10 +585,13 @@ def test_a_comment_on_an_earlier_commit_revises_that_commits_lines(github):
     assert handle(github, "pull_request_review_comment", on_earlier, h) == (
         "replied with a suggestion for app/storage.py:2")
     assert "kept = 3" in s.replies(gh)[0]["body"]
+    gh.pulls[s.PR].review_comments.append(s.human_comment(comment_id=s.COMMENT_ID + 5))
     left = s.review_comment_payload(comment_id=s.COMMENT_ID + 5)
     left["comment"]["start_side"] = "LEFT"
     outcome = handle(github, "pull_request_review_comment", left, h)
-    assert outcome == "comment is not on the new side of the diff"
+    assert outcome == "cannot revise: the comment is not on the new side of the diff"
+    [told] = s.replies(gh, s.COMMENT_ID + 5)  # the person who asked hears why
+    assert told["body"].startswith("Revisor could not answer: the comment is not on the new side")
     stale = s.pull_request_payload("synchronize")
     stale["pull_request"]["head"]["sha"] = earlier  # the head has moved on since this event
     assert handle(github, "pull_request", stale, h).startswith("the pull request has a newer head")
@@ -679,13 +709,57 @@ def test_repositories_choose_adapters_the_service_offers():
         h.reviser(RepoConfig.parse("adapter: team-b\n"))
 
 
-def test_on_demand_review_from_a_pull_request_conversation(github):
-    gh = github[0]
+def review_command(gh) -> dict:
+    """`/revisor review` in the pull request's conversation, a comment GitHub holds."""
     payload = s.fixture_payload("issue_comment/created.with-installation.payload.json")
     payload["issue"].update(number=s.PR, pull_request={"url": "x"})
     payload["comment"]["body"] = "/revisor review"
     payload["installation"] = {"id": s.INSTALLATION}
+    gh.pulls[s.PR].issue_comments.append({"id": payload["comment"]["id"], "body": "/revisor review",
+                                          "user": {"login": "Codertocat", "type": "User"}})
+    return payload
+
+
+def test_on_demand_review_from_a_pull_request_conversation(github):
+    gh = github[0]
+    payload = review_command(gh)
     assert wanted("issue_comment", payload)
     h, _ = handlers(lambda code: code.upper())
     assert handle(github, "issue_comment", payload, h).startswith("posted a review with")
     assert gh.pulls[s.PR].reviews[-1]["commit_id"] == s.HEAD
+    assert [r["content"] for r in gh.reactions] == ["eyes"] and len(gh.pulls[s.PR].issue_comments) == 1
+
+
+def test_asked_to_review_with_nothing_confident_it_says_so_once_and_unasked_it_stays_quiet(github):
+    gh = github[0]
+    engine = FakeEngine(lambda code: code.upper(), logprob=-1.0)
+    h = Handlers(lambda strategy, adapter: Reviser(engine, ZeroShot(), min_confidence=0.5), "fake-model")
+    assert handle(github, "pull_request", s.pull_request_payload(), h).startswith("no suggestions from")
+    assert gh.pulls[s.PR].reviews == [] and gh.pulls[s.PR].issue_comments == []  # of its own accord
+    payload = review_command(gh)
+    assert handle(github, "issue_comment", payload, h).startswith("no suggestions from")
+    [asked, note] = gh.pulls[s.PR].issue_comments
+    assert note["body"].startswith("Revisor reviewed 4 changed region(s) and has no suggestion to post: 4 "
+                                   "answer(s) were held back as not confident enough.")
+    assert gh.reactions == [{"kind": "issues", "comment_id": asked["id"], "content": "eyes",
+                             "user": "revisor[bot]"}]
+    assert handle(github, "issue_comment", payload, h).startswith("no suggestions from")  # redelivered
+    assert len(gh.pulls[s.PR].issue_comments) == 2
+
+
+def test_the_service_reacts_to_a_comment_that_asks_as_it_stores_the_job(github, sqlite_store):
+    from revisor.bot.config import GitHubSettings
+    from revisor.bot.service import acknowledger
+
+    gh, key, url = github
+    acknowledge = acknowledger(GitHubSettings(app_id=s.APP_ID, app_private_key=key, api_url=url), "revisor")
+    with ServerThread(create_app(s.SECRET, sqlite_store, acknowledge=acknowledge)) as service:
+        plain = s.review_comment_payload(body="looks good", comment_id=s.COMMENT_ID + 2)
+        gh.pulls[s.PR].review_comments.append(s.human_comment("looks good", s.COMMENT_ID + 2))
+        assert post(service, *s.signed(plain, "pull_request_review_comment", "plain")).status_code == 202
+        asking = s.signed(s.review_comment_payload(), "pull_request_review_comment", "asks")
+        assert post(service, *asking).status_code == 202
+        wait_until(lambda: gh.reactions != [], 10)
+    assert gh.reactions == [{"kind": "pulls", "comment_id": s.COMMENT_ID, "content": "eyes",
+                             "user": "revisor[bot]"}]
+    assert sqlite_store.counts() == {"queued": 2}  # the workers answer; none ran yet

@@ -61,6 +61,7 @@ def test_signed_comment_gets_exactly_one_suggestion_reply(github, vllm_server, t
         suggested = reply["body"].split("```suggestion\n", 1)[1].split("\n```", 1)[0]
         assert "with open(path" in suggested
         assert f"Revisor ({SERVED_NAME}, confidence " in reply["body"] and vllm_server not in reply["body"]
+        assert [(r["comment_id"], r["content"]) for r in gh.reactions] == [(s.COMMENT_ID, "eyes")]
         assert post(serve, body, headers).status_code == 200  # redelivery
         time.sleep(2)
         assert len(s.replies(gh)) == 1 and status(database, "e2e-bad") is None
@@ -122,6 +123,7 @@ def test_action_yml_answers_an_event_with_its_inputs_as_github_passes_them(githu
     assert b"replied with a suggestion for app/storage.py:11-13" in result.stdout
     [reply] = s.replies(gh)
     assert "```suggestion\n" in reply["body"]
+    assert [(r["comment_id"], r["content"]) for r in gh.reactions] == [(s.COMMENT_ID, "eyes")]
 
 
 def test_the_action_with_the_in_process_model_exits_once_it_answered_and_leaves_no_process(github, tmp_path):

@@ -7,11 +7,12 @@ import hmac
 import json
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+from starlette.background import BackgroundTask
 
 from revisor.bot.handlers import wanted
 from revisor.bot.jobs import JobStore
@@ -66,19 +67,23 @@ async def bounded_body(request: Request, limit: int) -> bytes | None:
 
 
 def create_app(secret: str, store: JobStore, max_payload_bytes: int = 10 * 2**20,
-               workers: Sequence[threading.Thread] = (), metrics_route: bool = True) -> FastAPI:
+               workers: Sequence[threading.Thread] = (), metrics_route: bool = True,
+               acknowledge: Callable[[str, dict], None] | None = None) -> FastAPI:
     """The service; `workers` are this process's worker threads, which /healthz watches. Without
     `metrics_route`, /metrics is not served here: serve `app.state.metrics.registry` on a port
-    that is not published (`revisor serve --metrics-port`)."""
+    that is not published (`revisor serve --metrics-port`). `acknowledge(event, payload)` runs
+    after the answer to each newly stored delivery (a reaction on a comment that asked)."""
     if not secret:
         raise ValueError("a webhook secret is required")
     app = FastAPI(title="Revisor webhooks", docs_url=None, redoc_url=None, openapi_url=None)
     metrics = app.state.metrics = Metrics(store)
 
-    def answer(status: int, outcome: str, delivery: str | None = None) -> Response:
+    def answer(status: int, outcome: str, delivery: str | None = None,
+               then: BackgroundTask | None = None) -> Response:
         metrics.received.labels(outcome).inc()
         log.info("%s", outcome, extra={"delivery_id": delivery or "-"})
-        return Response(json.dumps({"status": outcome}), status_code=status, media_type="application/json")
+        return Response(json.dumps({"status": outcome}), status_code=status, media_type="application/json",
+                        background=then)
 
     @app.get("/healthz")
     def healthz() -> Response:
@@ -116,6 +121,7 @@ def create_app(secret: str, store: JobStore, max_payload_bytes: int = 10 * 2**20
             return answer(200, "ignored", delivery)
         if not await run_in_threadpool(store.enqueue, delivery, event, body):
             return answer(200, "duplicate delivery", delivery)
-        return answer(202, "accepted", delivery)
+        then = BackgroundTask(acknowledge, event, payload) if acknowledge else None
+        return answer(202, "accepted", delivery, then)
 
     return app

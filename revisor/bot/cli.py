@@ -171,21 +171,16 @@ def review(diff_file: str, comments: tuple[str, ...], max_files: int, max_region
 def serve(host: str, port: int, workers: int, metrics_port: int | None, **model) -> None:
     """Run the GitHub App: POST /api/github/webhooks, GET /healthz, GET /metrics.
 
-    \b
-    Configuration (environment):
-      GITHUB_APP_ID, GITHUB_APP_PRIVATE_KEY or GITHUB_APP_PRIVATE_KEY_PATH, GITHUB_WEBHOOK_SECRET,
-      GITHUB_API_URL (default https://api.github.com),
-      REVISOR_DATABASE (the SQLite job store, default revisor.db) or REVISOR_REDIS_URL (jobs in
-      Redis, for workers on several machines, e.g. redis://redis:6379/0),
-      REVISOR_BOT_NAME, REVISOR_LEASE_SECONDS, REVISOR_ENGINE, REVISOR_MODEL, REVISOR_ADAPTER,
-      REVISOR_ADAPTERS, REVISOR_BASE_URL (comma-separated replicas), REVISOR_API_KEY,
-      REVISOR_STRATEGY, REVISOR_POOL, REVISOR_CALIBRATION, REVISOR_MIN_CONFIDENCE.
-    """
+    Reads GITHUB_APP_ID, GITHUB_APP_PRIVATE_KEY (or GITHUB_APP_PRIVATE_KEY_PATH) and
+    GITHUB_WEBHOOK_SECRET; jobs go to $REVISOR_HOME/revisor.db, REVISOR_DATABASE or
+    REVISOR_REDIS_URL. A comment that asks Revisor gets an 👀 reaction as its job is stored. Every
+    variable: docs/configuration.md.
+    """"""
     import uvicorn
 
     from revisor.bot.app import create_app
     from revisor.bot.config import service_settings
-    from revisor.bot.service import configure_logging, start_workers
+    from revisor.bot.service import acknowledger, configure_logging, start_workers
 
     service, github, stored = service_settings()
     model_settings_ = model_settings(**model)
@@ -193,7 +188,7 @@ def serve(host: str, port: int, workers: int, metrics_port: int | None, **model)
     store = stored.open()
     pool = start_workers(service, github, model_settings_, store, workers)
     app = create_app(github.webhook_secret.get_secret_value(), store, service.max_payload_bytes, pool.threads,
-                     metrics_route=metrics_port is None)
+                     metrics_route=metrics_port is None, acknowledge=acknowledger(github, service.bot_name))
     if metrics_port is not None:
         start_metrics_server(metrics_port, app.state.metrics.registry, pool)
     try:

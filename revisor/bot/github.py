@@ -136,6 +136,13 @@ def file_lines(repo: Repository, path: str, ref: str) -> list[str] | None:
     return content.decoded_content.decode("utf-8", errors="replace").splitlines()
 
 
+def react(requester, full_name: str, kind: str, comment_id: int, content: str = "eyes") -> None:
+    """`POST /repos/{full_name}/{kind}/comments/{comment_id}/reactions`, `kind` being `pulls` for
+    a review comment and `issues` for a conversation comment."""
+    requester.requestJsonAndCheck("POST", f"/repos/{full_name}/{kind}/comments/{comment_id}/reactions",
+                                  input={"content": content})
+
+
 def lines_of(comment: dict) -> str:
     """`path:start-end` of a review comment about to be posted."""
     return f"{comment['path']}:{comment.get('start_line', comment['line'])}-{comment['line']}"
@@ -189,6 +196,7 @@ class PullRequestAPI:
         """Fingerprints hidden in what Revisor already posted on this pull request."""
         bodies = [c.body for c in self.pull.get_review_comments() if by_app(c)]
         bodies += [r.body for r in self.pull.get_reviews() if by_app(r)]
+        bodies += [c.body for c in self.pull.get_issue_comments() if by_app(c)]
         return {m["fingerprint"] for body in bodies if body for m in MARKER.finditer(body)}
 
     def last_reviewed_head(self) -> str | None:
@@ -199,6 +207,16 @@ class PullRequestAPI:
 
     def reply(self, comment_id: int, body: str) -> None:
         self.pull.create_review_comment_reply(comment_id, body)
+
+    def comment(self, body: str) -> None:
+        """A comment in the pull request's conversation."""
+        self.pull.create_issue_comment(body)
+
+    def react(self, event: str, comment_id: int, content: str = "eyes") -> None:
+        """A reaction on a review comment or a conversation comment (GitHub answers 200 when it is
+        there already)."""
+        kind = "pulls" if event == "pull_request_review_comment" else "issues"
+        react(self.repo.requester, self.repo.full_name, kind, comment_id, content)
 
     def review(self, head_sha: str, body: str, comments: list[dict]) -> None:
         """One review of COMMENT kind. If GitHub refuses its comments (422), they go into the

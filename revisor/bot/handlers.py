@@ -9,23 +9,26 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
+from github import GithubException
+
 from revisor.bot.config import RepoConfig
 from revisor.bot.github import PullRequestAPI
 from revisor.bot.jobs import JobStore
 from revisor.bot.metrics import SUGGESTION_OUTCOMES, SUGGESTIONS
 from revisor.bot.outcomes import PostedSuggestion, settle
-from revisor.bot.pipeline import CONTEXT_LINES, Budget, Suggestion, review
+from revisor.bot.pipeline import CONTEXT_LINES, Budget, ReviewResult, Suggestion, review
 from revisor.bot.placement import (
     Placed,
     Unplaceable,
     fingerprint,
     head_marker,
+    inline_code,
     marker,
     place,
     plain_note,
     suggestion_body,
 )
-from revisor.model.errors import DiffError
+from revisor.model.errors import DiffError, RevisorError
 from revisor.model.reviser import Reviser
 from revisor.model.schema import LowConfidence, NoRevision
 
@@ -66,6 +69,47 @@ def wanted(event: str, payload: dict) -> bool:
     return False
 
 
+def mentions(text: str, bot_name: str) -> bool:
+    return bool(re.search(rf"(^|\s)(/revise\b|@{re.escape(bot_name)}\b)", text, re.I))
+
+
+def asks(event: str, payload: dict, bot_name: str) -> bool:
+    """A person asked Revisor by name: `/revise` or `@<bot name>` in a review comment, or
+    `/revisor review` in the conversation. Such a person always gets an answer."""
+    body = field(payload, "comment", "body")
+    if not isinstance(body, str) or field(payload, "action") != "created" or is_from_bot(payload):
+        return False
+    if event == "pull_request_review_comment":
+        return mentions(body, bot_name)
+    return event == "issue_comment" and bool(REVIEW_COMMAND.search(body))
+
+
+def acknowledged_at_once(event: str, payload: dict, bot_name: str) -> bool:
+    """Whether to react to the comment before the repository's configuration is read: it asked,
+    and its author is one every repository allows by default (the handler reacts for the others
+    its configuration allows)."""
+    author = field(payload, "comment", "author_association")
+    return asks(event, payload, bot_name) and author in RepoConfig().allowed_authors
+
+
+def no_suggestion_note(outcome: NoRevision) -> str:
+    if isinstance(outcome, LowConfidence):
+        return (f"Revisor has no suggestion confident enough to post here: its best answer has confidence "
+                f"{outcome.confidence:.2f}, below the threshold {outcome.threshold:.2f}.")
+    return f"Revisor has no suggestion here: {outcome.reason}."
+
+
+def nothing_confident(result: ReviewResult) -> str:
+    """The answer to `/revisor review` when no suggestion is posted."""
+    held = result.low_confidence
+    text = f"Revisor reviewed {result.regions_reviewed} changed region(s) and has no suggestion to post"
+    if held:
+        text += f": {held} answer(s) were held back as not confident enough"
+    if result.over_budget:
+        text += f"; {len(result.over_budget)} region(s) were over the budget and not reviewed"
+    return text + "."
+
+
 @dataclass
 class ReviewContext:
     """One delivery: its event, payload, the pull request's API and a logger tagged with its id."""
@@ -97,6 +141,13 @@ class ReviewContext:
                 return False
             write()
             return True
+
+    def acknowledge(self) -> None:
+        """An 👀 reaction on the comment that asked: seen, an answer follows. Never fails the job."""
+        try:
+            self.api.react(self.event, self.payload["comment"]["id"])
+        except GithubException as error:
+            self.log.warning("could not react to the comment (%s): the answer still follows", error.status)
 
     def record(self, posted: PostedSuggestion) -> None:
         if self.ledger is not None:
@@ -147,11 +198,19 @@ class Handlers:
                 return settled or "closed: no suggestion was pending"
             if settled:
                 ctx.log.info("outcomes: %s", settled)
-        config = RepoConfig.parse(ctx.api.config_text())
+        asked = asks(ctx.event, ctx.payload, self.bot_name)
+        try:
+            config = RepoConfig.parse(ctx.api.config_text())
+        except RevisorError as error:
+            if asked:  # the job fails for good; the person who asked is told why
+                self.say(ctx, RepoConfig(), f"Revisor could not answer: {error}.")
+            raise
         author = ctx.payload.get("comment") or ctx.payload.get("pull_request") or {}
         association = author.get("author_association", "NONE")
         if association not in config.allowed_authors:
             return f"author is {association}, not one of allowed_authors in .github/revisor.yml"
+        if asked:
+            ctx.acknowledge()
         if ctx.event == "pull_request_review_comment":
             return self.answer_comment(ctx, config)
         if ctx.event == "pull_request":
@@ -172,20 +231,28 @@ class Handlers:
                                 region.end, region.code, suggestion.replacement, suggestion.rationale or "",
                                 self.model_name(config), time.time())
 
-    def mentions(self, text: str) -> bool:
-        return bool(re.search(rf"(^|\s)(/revise\b|@{re.escape(self.bot_name)}\b)", text, re.I))
+    def say(self, ctx: ReviewContext, config: RepoConfig, text: str) -> bool:
+        """Tell the person who asked, once: in the review comment's thread, or in the conversation."""
+        comment = ctx.payload["comment"]
+        print_ = fingerprint("reply", comment["id"])
+        body = f"{text}\n\n{self.footer(config)}\n{marker(print_)}"
+        if ctx.event == "pull_request_review_comment":
+            thread = comment.get("in_reply_to_id") or comment["id"]  # GitHub takes no reply to a reply
+            return ctx.post_once(print_, lambda: ctx.api.reply(thread, body))
+        return ctx.post_once(print_, lambda: ctx.api.comment(body))
 
     def answer_comment(self, ctx: ReviewContext, config: RepoConfig) -> str:
         comment = ctx.payload["comment"]
         body = comment.get("body") or ""
-        if config.review_comments == "mention" and not self.mentions(body):
+        asked = mentions(body, self.bot_name)
+        if config.review_comments == "mention" and not asked:
             return "comment does not mention Revisor"
         if "LEFT" in (comment.get("side", "RIGHT"), comment.get("start_side")) or comment.get("line") is None:
-            return "comment is not on the new side of the diff"
+            return self.cannot(ctx, config, asked, "the comment is not on the new side of the diff")
         path, end = comment["path"], comment["line"]
         start = comment.get("start_line") or end
         if not config.wants(path):
-            return f"{path} is excluded by .github/revisor.yml"
+            return self.cannot(ctx, config, asked, f"{inline_code(path)} is excluded by .github/revisor.yml")
         print_ = fingerprint("reply", comment["id"])
         thread = comment.get("in_reply_to_id") or comment["id"]  # GitHub takes no reply to a reply
         posted = ctx.api.posted_fingerprints()
@@ -197,16 +264,14 @@ class Handlers:
             diff = ctx.api.diff_at(comment.get("commit_id"))
             region = diff.region_at(path, start, end, context=CONTEXT_LINES)
         except DiffError as error:
-            return f"cannot revise: {error}"
+            return self.cannot(ctx, config, asked, str(error))
         instruction = re.sub(rf"/revise\b|@{re.escape(self.bot_name)}\b", "", body, flags=re.I).strip()
         answer = self.reviser(config).revise([region.task(instruction)], config.min_confidence)[0]
         outcome = answer.outcome
         if isinstance(outcome, NoRevision):
             SUGGESTIONS.labels("below threshold" if isinstance(outcome, LowConfidence) else "skipped").inc()
-            if config.note_when_no_suggestion:
-                ctx.post_once(print_, lambda: ctx.api.reply(
-                    thread, f"Revisor has no suggestion here: {outcome.reason}.\n\n{self.footer(config)}\n"
-                            f"{marker(print_)}"))
+            if asked or config.note_when_no_suggestion:
+                self.say(ctx, config, no_suggestion_note(outcome))
             return f"no suggestion: {outcome.reason}"
         suggestion = Suggestion(region, outcome.code, instruction, outcome.confidence)
         body = suggestion_body(suggestion, self.footer(config, outcome.confidence), print_)
@@ -216,6 +281,12 @@ class Handlers:
         ctx.record(self.posted(ctx, config, print_, comment.get("commit_id") or ctx.api.pull.head.sha,
                                suggestion))
         return f"replied with a suggestion for {region.location}"
+
+    def cannot(self, ctx: ReviewContext, config: RepoConfig, asked: bool, why: str) -> str:
+        """Why there is no answer: said to a person who asked, returned for the job's record."""
+        if asked:
+            self.say(ctx, config, f"Revisor could not answer: {why}.")
+        return f"cannot revise: {why}"
 
     def review_pull_request(self, ctx: ReviewContext, config: RepoConfig, head_sha: str) -> str:
         print_ = fingerprint("review", head_sha)
@@ -238,6 +309,8 @@ class Handlers:
         placed = [p for p in placements if isinstance(p, Placed)][: config.max_suggestions]
         notes = [plain_note(p) for p in placements if isinstance(p, Unplaceable)]
         if not placed and not notes:
+            if ctx.event == "issue_comment":  # asked with /revisor review: say what was found
+                self.say(ctx, config, nothing_confident(result))
             return f"no suggestions from {result.regions_reviewed} region(s)"
         comments = [
             p.review_comment(self.footer(config, p.suggestion.confidence),

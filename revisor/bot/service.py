@@ -10,9 +10,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from github import Github
+
 from revisor.bot.config import GitHubSettings, ServiceSettings, read_env
-from revisor.bot.github import PullRequestAPI, app_client, token_client
-from revisor.bot.handlers import Handlers, ReviewContext, wanted
+from revisor.bot.github import PullRequestAPI, app_client, react, token_client
+from revisor.bot.handlers import Handlers, ReviewContext, acknowledged_at_once, field, wanted
 from revisor.bot.jobs import JobStore
 from revisor.bot.metrics import MeteredEngine
 from revisor.bot.worker import Worker, pull_request_number
@@ -20,6 +22,8 @@ from revisor.model.compose import build_engine, build_reviser
 from revisor.model.errors import RevisorError
 from revisor.model.reviser import Reviser
 from revisor.model.settings import ModelSettings
+
+log = logging.getLogger("revisor.webhooks")
 
 
 class DeliveryIdFilter(logging.Filter):
@@ -72,14 +76,39 @@ def build_handlers(model: ModelSettings, bot_name: str, adapters: tuple[str, ...
     return Handlers(functools.cache(reviser), engines[None].description, bot_name, model.strategy, close)
 
 
-def app_api(github: GitHubSettings) -> Callable[[dict], PullRequestAPI]:
+def installation_clients(github: GitHubSettings) -> Callable[[int], Github]:
     app_id, private_key = github.require_app()
 
     @functools.lru_cache(maxsize=256)
-    def client(installation: int):
+    def client(installation: int) -> Github:
         """One client per installation: its token is fetched once and renewed when it expires,
         not fetched again for every job."""
         return app_client(github.api_url, app_id, private_key, installation)
+
+    return client
+
+
+def acknowledger(github: GitHubSettings, bot_name: str) -> Callable[[str, dict], None]:
+    """What `revisor serve` does once it has stored a delivery in which a person asked Revisor by
+    name: an 👀 reaction on their comment at once, however busy the workers are."""
+    client = installation_clients(github)
+
+    def acknowledge(event: str, payload: dict) -> None:
+        installation = field(payload, "installation", "id")
+        if not acknowledged_at_once(event, payload, bot_name):
+            return
+        kind = "pulls" if event == "pull_request_review_comment" else "issues"
+        try:
+            react(client(installation).requester, payload["repository"]["full_name"], kind,
+                  payload["comment"]["id"])
+        except Exception as error:  # noqa: BLE001 - a reaction is a courtesy: the job goes on
+            log.warning("could not react to the comment that asked: %s", error)
+
+    return acknowledge
+
+
+def app_api(github: GitHubSettings) -> Callable[[dict], PullRequestAPI]:
+    client = installation_clients(github)
 
     def open_api(payload: dict) -> PullRequestAPI:
         installation = (payload.get("installation") or {}).get("id")
@@ -143,10 +172,14 @@ def run_action(env: dict[str, str], model: ModelSettings) -> str:
         return f"nothing to do for {event}/{payload.get('action')}"
     client = token_client(read_env(GitHubSettings).api_url, token)
     api = PullRequestAPI.open(client, env["GITHUB_REPOSITORY"], pull_request_number(payload))
-    handlers = build_handlers(model, read_env(ServiceSettings).bot_name)
+    bot_name = read_env(ServiceSettings).bot_name
     logger = logging.LoggerAdapter(logging.getLogger("revisor.action"),
                                    {"delivery_id": env.get("GITHUB_RUN_ID", "action")})
+    ctx = ReviewContext(env.get("GITHUB_RUN_ID", "action"), event, payload, api, logger)
+    if acknowledged_at_once(event, payload, bot_name):
+        ctx.acknowledge()  # before the model loads: the person sees at once that an answer follows
+    handlers = build_handlers(model, bot_name)
     try:
-        return handlers.handle(ReviewContext(env.get("GITHUB_RUN_ID", "action"), event, payload, api, logger))
+        return handlers.handle(ctx)
     finally:
         handlers.close()  # the Action must end once it has answered

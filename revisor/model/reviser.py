@@ -56,7 +56,8 @@ class Answer:
         confidence = self.confidence or 0.0
         if confidence < self.min_confidence:
             return LowConfidence(f"no confident suggestion (confidence {confidence:.2f}, below the "
-                                 f"threshold {self.min_confidence:.2f})", parsed.code, confidence)
+                                 f"threshold {self.min_confidence:.2f})", parsed.code, confidence,
+                                 self.min_confidence)
         return replace(parsed, confidence=confidence)
 
 

@@ -64,6 +64,7 @@ class LowConfidence(NoRevision):
 
     code: str = ""
     confidence: float = 0.0
+    threshold: float = 0.0
 
 
 RevisionOutcome = Revision | NoRevision
