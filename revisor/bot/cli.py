@@ -175,7 +175,7 @@ def serve(host: str, port: int, workers: int, metrics_port: int | None, **model)
     GITHUB_WEBHOOK_SECRET; jobs go to $REVISOR_HOME/revisor.db, REVISOR_DATABASE or
     REVISOR_REDIS_URL. A comment that asks Revisor gets an 👀 reaction as its job is stored. Every
     variable: docs/configuration.md.
-    """"""
+    """
     import uvicorn
 
     from revisor.bot.app import create_app
