@@ -36,7 +36,13 @@ def test_the_shipped_adapter_is_what_its_metadata_says():
     calibration = Calibration.load(DEFAULT_ADAPTER / CALIBRATION_FILE)
     assert 0 < calibration.threshold < 1
     assert calibration.figures["target_precision"] == 0.3
-    assert calibration.figures["dataset"].endswith("dev.jsonl")
+    assert calibration.figures["dataset"]["path"].endswith("dev.jsonl")
+    assert calibration.figures["dataset"]["rows"] == split["dev"]
+    assert metadata["data"][0]["rows"] == split["train"]
+    for shipped in DEFAULT_ADAPTER.glob("*.json"):  # names a reader can follow, no machine's paths
+        text = shipped.read_text()
+        assert not re.search(r'"(/|~|[A-Za-z]:\\\\)', text), f"{shipped.name} records an absolute path"
+    assert metadata["revisor_version"] and calibration.figures["revisor_version"]
 
 
 def test_prepare_model_merges_the_adapter_into_the_weights():

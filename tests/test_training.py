@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -72,8 +73,16 @@ def test_adapter_is_standard_peft_with_metadata(adapter, tiny_split):
     assert meta["train_records"] >= 8
     assert meta["data"][0]["rows"] == 16 and len(meta["data"][0]["sha256"]) == 64
     assert meta["train_tokens_per_s"] > 0
+    assert meta["base_model"] == "embedded-base" and meta["revisor_version"]
+    assert config["base_model_name_or_path"] == "SmolLM2-135M-Instruct"  # a name, not this machine's path
+    for written in ("revisor_train.json", "adapter_config.json"):
+        text = (adapter / written).read_text()
+        assert str(Path.home()) not in text and str(adapter.parent) not in text, written
     again = revisor(*train_args(tiny_split / "small.jsonl", adapter))
     assert_one_line_error(again, "already holds an adapter")
+    scored = revisor("bench", "--dataset", str(tiny_split / "dev.jsonl"), "--adapter", str(adapter),
+                     "--limit", "2", "--output", str(adapter.parent / "bench"))  # on its own base model
+    assert scored.returncode == 0, scored.stderr.decode()[-2000:]
 
 
 @pytest.mark.slow

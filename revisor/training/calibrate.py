@@ -25,7 +25,7 @@ from revisor.model.errors import RevisorError
 from revisor.model.reviser import Reviser
 from revisor.model.schema import Example
 from revisor.training.bench import revise_all
-from revisor.training.datasets import file_digest, load_dataset
+from revisor.training.datasets import file_digest, load_dataset, provenance, revisor_version
 from revisor.training.metrics import (
     at_threshold,
     coverage_curve,
@@ -91,8 +91,10 @@ def run_calibration(make_reviser: Callable[[], Reviser], dataset: str, target_pr
     sets = [(dataset, examples), *((path, load_dataset(path).examples) for path in fit_also)]
     dev, *more = answer_all(sets, make_reviser, answers)
     extra = [a for kept in more for a in kept["answers"]]
-    about = {"dataset": dataset, "model": dev["model"], "strategy": dev["strategy"],
-             **({"fit_also": list(fit_also)} if fit_also else {})}
+    about = {"revisor_version": revisor_version(), "dataset": provenance(dataset, len(examples)),
+             "model": dev["model"], "strategy": dev["strategy"],
+             **({"fit_also": [provenance(kept["dataset"], len(kept["answers"])) for kept in more]}
+                if fit_also else {})}
     calibration, confidences, quality = calibrate(
         [a["features"] for a in dev["answers"]], [a["exact"] for a in dev["answers"]], target_precision,
         about, [a["features"] for a in extra], [a["exact"] for a in extra])

@@ -43,9 +43,10 @@ def bench(dataset, limit, output, prefix_cache, bounded, departures, batch_size,
     several = {name: [part.strip() for part in (model.pop(name) or "").split(",") if part.strip()]
                for name in ("engine", "model", "strategy")}
     shared = model_settings(**model)  # REVISOR_* variables apply where no flag is given
+    default_model = shared.model or (EMBEDDED_BASE if shared.adapter else EMBEDDED)  # as `revise` chooses
     config = BenchConfig(dataset=dataset, strategies=several["strategy"] or [shared.strategy],
                          engines=several["engine"] or [shared.engine],
-                         models=several["model"] or [shared.model or EMBEDDED], output=output, limit=limit,
+                         models=several["model"] or [default_model], output=output, limit=limit,
                          settings=shared, prefix_cache=prefix_cache, bounded=bounded,
                          departures=departures, batch_size=batch_size, skip_malformed=skip_malformed)
     runs = {(run["model"], run["engine"], run["strategy"]): run for run in config.runs()}
@@ -137,7 +138,7 @@ def train(data, output, model, eval_data, eval_limit, target_modules, **hyper) -
     Several GPUs or machines: `torchrun --nproc-per-node N -m revisor train ...` (or `accelerate
     launch -m revisor train ...`) with the same options.
     """
-    from revisor.training.datasets import file_digest, load_dataset
+    from revisor.training.datasets import load_dataset, provenance
     from revisor.training.lora import TrainConfig, check_output, held_out_exact_match
     from revisor.training.lora import train as run_training
     from revisor.training.splits import refuse_benchmark
@@ -152,7 +153,7 @@ def train(data, output, model, eval_data, eval_limit, target_modules, **hyper) -
     for path in data:
         loaded = load_dataset(path).examples
         examples += loaded
-        sources.append({"path": path, "sha256": file_digest(path), "rows": len(loaded)})
+        sources.append(provenance(path, len(loaded)))
     if not examples:
         raise RevisorError(f"{', '.join(data)} hold no records to train on")
     held_out = load_dataset(eval_data).examples[:eval_limit] if eval_data else []

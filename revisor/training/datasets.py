@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import importlib.metadata
 import json
 import sys
 from collections.abc import Iterator
@@ -32,6 +33,27 @@ class Dataset:
 
 def file_digest(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def readable_path(path: str | Path) -> str:
+    """A path as a reader of shipped metadata can follow it: relative to the working directory
+    when it lies beneath it, else its file name; never a machine's home or checkout."""
+    given = Path(path)
+    if not given.is_absolute():
+        return given.as_posix()
+    try:
+        return given.relative_to(Path.cwd()).as_posix()
+    except ValueError:
+        return given.name
+
+
+def provenance(path: str | Path, rows: int) -> dict:
+    """What names a data file in metadata: its readable path, row count and sha256."""
+    return {"path": readable_path(path), "rows": rows, "sha256": file_digest(path)}
+
+
+def revisor_version() -> str:
+    return importlib.metadata.version("revisor")
 
 
 def strip_diff_markers(hunk: str) -> str:

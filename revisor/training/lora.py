@@ -20,7 +20,7 @@ from revisor.model.engines.vllm_local import VLLM_LORA_RANKS
 from revisor.model.errors import RevisorError
 from revisor.model.prompts import FineTunedFormat
 from revisor.model.schema import Example
-from revisor.training.datasets import file_digest
+from revisor.training.datasets import file_digest, readable_path, revisor_version
 
 METADATA = "revisor_train.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -142,8 +142,9 @@ def train(config: TrainConfig, base_model: str, train_examples: list[Example], s
     output.mkdir(parents=True, exist_ok=True)
     (output / "run.json").write_text(json.dumps({"base_model": base_model}))
 
-    metadata: dict = {"base_model": base_model, "data": sources, "config": asdict(config),
-                      "too_long_skipped": too_long, "train_records": len(rows)}
+    metadata: dict = {"revisor_version": revisor_version(), "base_model": model_name(config.model),
+                      "data": sources, "config": readable_config(config), "too_long_skipped": too_long,
+                      "train_records": len(rows)}
     if evaluate is not None and config.eval_data:
         metadata["eval_exact_match_before"] = evaluate(None)
 
@@ -197,12 +198,37 @@ def train(config: TrainConfig, base_model: str, train_examples: list[Example], s
     staging = output / ".adapter-staging"
     shutil.rmtree(staging, ignore_errors=True)
     model.to(torch.bfloat16).save_pretrained(staging)  # bf16: half the size, as vLLM serves it
+    name_base_model(staging / "adapter_config.json", base_model)
     metadata["adapter_sha256"] = file_digest(str(staging / ADAPTER_WEIGHTS))
     _publish(staging, output)
     if evaluate is not None and config.eval_data:
         metadata["eval_exact_match_after"] = evaluate(output)
     write_metadata(output, metadata)
     return metadata
+
+
+def model_name(given: str) -> str:
+    """The base model as metadata names it: the name given (`embedded-base`, a hub id) or, for a
+    local checkpoint, its directory's name, never a machine's path."""
+    local = Path(given).expanduser()
+    return local.resolve().name if local.exists() else given
+
+
+def readable_config(config: TrainConfig) -> dict:
+    described = asdict(config)
+    described["data"] = [readable_path(path) for path in config.data]
+    described["output"] = readable_path(config.output)
+    if config.eval_data:
+        described["eval_data"] = readable_path(config.eval_data)
+    return described
+
+
+def name_base_model(adapter_config: Path, base_model: str) -> None:
+    """peft writes the base model's local path into adapter_config.json; its name travels (the
+    checkpoint directory's name, which `check_adapter` compares, or the hub id)."""
+    config = json.loads(adapter_config.read_text())
+    config["base_model_name_or_path"] = Path(base_model).name if Path(base_model).exists() else base_model
+    adapter_config.write_text(json.dumps(config, indent=2) + "\n")
 
 
 def held_out_exact_match(base_model: str, examples: list[Example], adapter: Path | None) -> float:
