@@ -1,0 +1,38 @@
+"""The package as a team installs it: a wheel in a fresh virtual environment."""
+
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.test_cli import DEMO
+
+
+def run(*command, **options) -> subprocess.CompletedProcess:
+    result = subprocess.run([str(c) for c in command], capture_output=True, text=True, timeout=600, **options)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+@pytest.mark.slow
+def test_the_wheel_adds_one_import_name_and_the_bot_alone_runs_without_torch(tmp_path, vllm_server):
+    run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", tmp_path / "dist", ROOT)
+    [wheel] = (tmp_path / "dist").glob("revisor-*.whl")
+    top_level = {name.split("/")[0] for name in zipfile.ZipFile(wheel).namelist()}
+    assert {name for name in top_level if not name.endswith(".dist-info")} == {"revisor"}
+
+    venv = tmp_path / "fresh"
+    run(sys.executable, "-m", "venv", venv)
+    run(venv / "bin" / "python", "-m", "pip", "install", "-q", "--disable-pip-version-check", wheel)
+    [site] = venv.glob("lib/python*/site-packages")
+    assert not {"bot", "model", "training"} & {p.name for p in site.iterdir()}
+    assert "Review code:" in run(venv / "bin" / "revisor", "--help").stdout
+    for heavy in ("torch", "vllm", "transformers"):  # the bot in front of a model server needs none
+        imported = subprocess.run([venv / "bin" / "python", "-c", f"import {heavy}"], capture_output=True)
+        assert imported.returncode != 0, f"{heavy} is installed without an extra"
+
+    review = run(venv / "bin" / "revisor", "review", DEMO, "--engine", "openai", "--base-url",
+                 vllm_server, "--comment", "app/storage.py:11-13=use a context manager here", cwd=tmp_path)
+    assert "app/storage.py:11-13" in review.stdout and "region(s) reviewed" in review.stdout
