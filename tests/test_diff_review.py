@@ -70,10 +70,10 @@ def test_comment_is_revised_into_a_suggestion_on_exactly_those_lines():
 def test_unchanged_or_empty_answers_give_no_suggestion():
     rev, _ = reviser(lambda code: code)
     result = review(parse_diff(DEMO), rev, [], Budget())
-    assert result.suggestions == [] and result.no_suggestion[0][1].endswith("unchanged")
+    assert result.suggestions == [] and result.no_suggestion[0][1].reason.endswith("unchanged")
     rev, _ = reviser(lambda code: "")
     result = review(parse_diff(DEMO), rev, [], Budget())
-    assert result.no_suggestion[0][1] == "the model returned no code"
+    assert result.no_suggestion[0][1].reason == "the model returned no code"
 
 
 def test_budget_reports_what_it_leaves_out_and_binary_files():

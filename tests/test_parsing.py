@@ -50,3 +50,21 @@ def test_context_lines_the_model_repeats_are_dropped():
     # Lines that only look like context inside the revision stay.
     kept = parse_revision("```\nx = 1\ny = 2\n```", "x = 0\ny = 2\n", "", "y = 2\n")
     assert kept == Revision("x = 1\ny = 2\n")
+
+
+def test_an_answer_for_the_whole_hunk_keeps_only_the_commented_lines_or_is_held_back():
+    before, after = "def f(path):\n    # read it\n", "    return data\n"
+    code = "    data = open(path).read()\n"
+    hunk = 2  # both lines before and the one after were shown as part of the code
+    rewritten = ("```python\ndef f(path):\n    # read it\n    with open(path) as handle:\n"
+                 "        data = handle.read()\n    return data\n```")
+    assert parse_revision(rewritten, code, before, after, hunk) == Revision(
+        "    with open(path) as handle:\n        data = handle.read()\n")
+    without_context = "```python\n    with open(path) as handle:\n        data = handle.read()\n```"
+    assert isinstance(parse_revision(without_context, code, before, after, hunk), NoRevision)
+    elsewhere = ("```python\ndef f(filename):\n    # read it\n    data = open(filename).read()\n"
+                 "    return data\n```")
+    outcome = parse_revision(elsewhere, code, before, after, hunk)
+    assert isinstance(outcome, NoRevision) and "lines around the commented ones" in outcome.reason
+    deleted = "```python\ndef f(path):\n    # read it\n    return data\n```"
+    assert isinstance(parse_revision(deleted, code, before, after, hunk), NoRevision)  # nothing to post

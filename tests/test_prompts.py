@@ -59,3 +59,14 @@ def test_fence_is_longer_than_any_backtick_run():
 def test_new_tokens_grow_with_input_and_are_capped():
     assert max_new_tokens("x" * 100) < max_new_tokens("x" * 1000) <= 1024
     assert max_new_tokens("x" * 100_000) == 1024
+
+
+def test_the_fine_tuned_format_shows_the_commented_lines_inside_their_hunk_as_training_did():
+    from revisor.model.prompts import FineTunedFormat
+    from revisor.model.schema import RevisionTask
+
+    task = RevisionTask("    x = 1\n", "rename x", "python", before="a\nb\nc\nd\n", after="e\nf\ng\nh\n")
+    prompt = FineTunedFormat().render(task)[0]["content"]
+    assert "```python\nb\nc\nd\n    x = 1\ne\nf\ng\n```" in prompt and "just before" not in prompt
+    alone = FineTunedFormat().render(RevisionTask("x = 1\n", "rename x", "python"))[0]["content"]
+    assert "```python\nx = 1\n```" in alone

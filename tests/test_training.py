@@ -1,6 +1,7 @@
 """LoRA training on the CPU with the embedded model: the adapter loads in vLLM and peft."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -123,6 +124,27 @@ def test_interrupted_run_resumes_to_the_same_step_count(tiny_split, tmp_path):
     from peft import PeftConfig
 
     assert PeftConfig.from_pretrained(str(output)).r == 16
+
+
+@pytest.mark.slow
+def test_torchrun_trains_one_adapter_from_two_processes(tiny_split, tmp_path, embedded_model):
+    """Two CPU processes (gloo) under torch's own launcher: the first writes the adapter and its
+    metadata, the other nothing, and the adapter loads."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    output = tmp_path / "distributed"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+               "-m", "revisor", *train_args(tiny_split / "small.jsonl", output)]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count('"train_records"') == 1  # one process speaks for the run
+    meta = json.loads((output / "revisor_train.json").read_text())
+    assert meta["processes"] == 2 and meta["steps"] == 4
+    assert sorted(p.name for p in output.iterdir() if not p.is_dir()) == [
+        "README.md", "adapter_config.json", "adapter_model.safetensors", "revisor_train.json", "run.json"]
+    PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(embedded_model), str(output))
 
 
 def test_split_by_time_holds_out_the_newest_and_trains_only_on_older(tmp_path):

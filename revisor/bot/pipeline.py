@@ -56,12 +56,16 @@ class Suggestion:
 @dataclass
 class ReviewResult:
     suggestions: list[Suggestion] = field(default_factory=list)
-    no_suggestion: list[tuple[Region, str]] = field(default_factory=list)
+    no_suggestion: list[tuple[Region, NoRevision, str]] = field(default_factory=list)
+    """The regions with no suggestion: why (a held-back one is a `LowConfidence`), and the comment."""
     over_budget: list[tuple[Region, str]] = field(default_factory=list)
     skipped_files: list[tuple[str, str]] = field(default_factory=list)
     regions_reviewed: int = 0
-    low_confidence: int = 0
-    """Of `no_suggestion`, the regions revised with a confidence below the threshold."""
+
+    @property
+    def low_confidence(self) -> int:
+        """Of `no_suggestion`, the regions revised with a confidence below the threshold."""
+        return sum(isinstance(outcome, LowConfidence) for _, outcome, _ in self.no_suggestion)
 
 
 def select_within_budget(
@@ -100,8 +104,7 @@ def review(diff: Diff, reviser: Reviser, comments: list[LineComment], budget: Bu
     for (region, comment), answer in zip(targets, answers, strict=True):
         outcome = answer.outcome
         if isinstance(outcome, NoRevision):
-            result.no_suggestion.append((region, outcome.reason))
-            result.low_confidence += isinstance(outcome, LowConfidence)
+            result.no_suggestion.append((region, outcome, comment))
         else:
             result.suggestions.append(Suggestion(region, outcome.code, comment or None, outcome.confidence))
     result.regions_reviewed = len(targets)

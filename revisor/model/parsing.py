@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import textwrap
+from difflib import SequenceMatcher
 
 from revisor.model.schema import NoRevision, Revision, RevisionOutcome
 
@@ -65,12 +66,49 @@ def drop_echoed_context(code: str, original: str, before: str, after: str) -> st
     return "\n".join(lines)
 
 
-def revised_code(answer: str, original: str, before: str = "", after: str = "") -> str:
+def context_lines(before: str, after: str, hunk: int) -> tuple[list[str], list[str]]:
+    """The last `hunk` lines before the code and the first `hunk` after it."""
+    shown_before = before.rstrip("\n").split("\n")[-hunk:] if before.strip() and hunk else []
+    shown_after = after.strip("\n").split("\n")[:hunk] if after.strip() and hunk else []
+    return shown_before, shown_after
+
+
+class OutsideTheLines(ValueError):
+    """The answer changes lines around the code, which a suggestion on the code cannot carry."""
+
+
+def edit_within(answer: list[str], before: list[str], code: list[str], after: list[str]) -> list[str]:
+    """The answer's lines for `code`, where the model answered for the whole block before + code +
+    after: aligned line by line (ignoring indentation), every change must fall within the code."""
+    def key(lines: list[str]) -> list[str]:
+        return [line.strip() for line in lines]
+
+    start, end = len(before), len(before) + len(code)
+    opcodes = SequenceMatcher(None, key(before + code + after), key(answer), autojunk=False).get_opcodes()
+    if any(tag != "equal" and (i1 < start or i2 > end) for tag, i1, i2, _, _ in opcodes):
+        raise OutsideTheLines
+    first = min(j1 + (start - i1) if tag == "equal" else j1
+                for tag, i1, i2, j1, _ in opcodes if i1 <= start <= i2 and (tag == "equal" or i1 == start))
+    last = max(j1 + (end - i1) if tag == "equal" else j2
+               for tag, i1, i2, j1, j2 in opcodes if i1 <= end <= i2 and (tag == "equal" or i2 == end))
+    return answer[first:last]
+
+
+def revised_code(answer: str, original: str, before: str = "", after: str = "", hunk: int = 0) -> str:
     """The revised code in an answer, with the original's indentation ("" if none).
 
-    `before` and `after` are the lines the model saw around the code; if it repeats them at the
-    edges of its answer they are dropped, since a suggestion replaces only the code itself."""
-    code = drop_echoed_context(extract_code(answer).strip("\n"), original, before, after).strip("\n")
+    `before` and `after` are the lines around the code. Shown apart from it (`hunk` 0), the model
+    may repeat them at the edges of its answer, and they are dropped; shown as part of it (the
+    last and first `hunk` of them), the answer is aligned with that block and only the code's
+    lines are kept (`OutsideTheLines` if it changed others), since a suggestion replaces only the
+    code itself."""
+    shown_before, shown_after = context_lines(before, after, hunk)
+    if shown_before or shown_after:
+        lines = edit_within(extract_code(answer).strip("\n").split("\n"), shown_before,
+                            original.strip("\n").split("\n"), shown_after)
+        code = "\n".join(lines).strip("\n")
+    else:
+        code = drop_echoed_context(extract_code(answer).strip("\n"), original, before, after).strip("\n")
     if not code.strip():
         return ""
     code = reindent(code, original)
@@ -82,9 +120,14 @@ def same_code(a: str, b: str) -> bool:
     return a.split() == b.split()
 
 
-def parse_revision(answer: str, original: str, before: str = "", after: str = "") -> RevisionOutcome:
+def parse_revision(answer: str, original: str, before: str = "", after: str = "",
+                   hunk: int = 0) -> RevisionOutcome:
     """Parse an answer into a `Revision`; never raises on bad model output."""
-    code = revised_code(answer, original, before, after)
+    try:
+        code = revised_code(answer, original, before, after, hunk)
+    except OutsideTheLines:
+        return NoRevision("the model changed lines around the commented ones, which a suggestion "
+                          "on them cannot carry")
     if not code:
         return NoRevision("the model returned no code")
     if same_code(code, original):

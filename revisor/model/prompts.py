@@ -13,6 +13,7 @@ from typing import Protocol
 
 from revisor.model.errors import RevisorError
 from revisor.model.languages import normalize_language
+from revisor.model.parsing import context_lines
 from revisor.model.schema import Example, RevisionTask
 
 Message = dict[str, str]
@@ -45,6 +46,13 @@ def fenced(code: str, info: str) -> str:
     return f"{fence}{normalize_language(info)}\n{code.rstrip(chr(10))}\n{fence}"
 
 
+def as_hunk(task: RevisionTask, lines: int) -> RevisionTask:
+    """The code with `lines` lines around it, as one block: adapters learn on whole diff hunks,
+    not on lines set apart from their context (parsing keeps only the code's part of the answer)."""
+    before, after = context_lines(task.before, task.after, lines)
+    return RevisionTask("\n".join([*before, task.code.rstrip("\n"), *after]), task.comment, task.language)
+
+
 def query_message(task: RevisionTask) -> str:
     comment = task.comment.strip() or UNPROMPTED_COMMENT
     parts = []
@@ -58,6 +66,8 @@ def query_message(task: RevisionTask) -> str:
 
 class PromptStrategy(Protocol):
     name: str
+    hunk_context: int
+    """Lines around the code shown as part of it (0: shown apart, as context not to repeat)."""
 
     def render(self, task: RevisionTask) -> list[Message]:
         """The chat for one task, ending with the assistant's opening code fence."""
@@ -68,6 +78,7 @@ class PromptStrategy(Protocol):
 class ZeroShot:
     persona: bool = False
     name: str = "zero-shot"
+    hunk_context: int = 0
 
     def system(self, language: str) -> str:
         if not self.persona:
@@ -116,10 +127,12 @@ class FineTunedFormat:
     """The terse template of fine-tuned adapters, shared by inference and training."""
 
     name: str = "fine-tuned"
+    hunk_context: int = 3
+    """Lines around the commented ones shown as part of the code, as in a diff hunk."""
 
     def render(self, task: RevisionTask) -> list[Message]:
         return [
-            {"role": "user", "content": query_message(task)},
+            {"role": "user", "content": query_message(as_hunk(task, self.hunk_context))},
             {"role": "assistant", "content": opening_fence(task.language)},
         ]
 

@@ -9,7 +9,7 @@ from functools import cached_property
 from revisor.model.confidence import Calibration, features, uncalibrated_confidence
 from revisor.model.departure import ALTERNATIVES, continuation, joined, likeliest_departure
 from revisor.model.engines.base import ChatRequest, Completion, Engine
-from revisor.model.parsing import parse_revision, revised_code
+from revisor.model.parsing import OutsideTheLines, parse_revision, revised_code
 from revisor.model.prompts import STOP, PromptStrategy, max_new_tokens
 from revisor.model.schema import LowConfidence, Revision, RevisionOutcome, RevisionTask
 
@@ -23,17 +23,28 @@ class Answer:
     answer_text: str  # the whole assistant message, prefilled fence included
     calibration: Calibration | None = None
     min_confidence: float = 0.0
+    hunk: int = 0
+    """Lines around the code the prompt showed as part of it (`PromptStrategy.hunk_context`)."""
 
     @property
     def code(self) -> str:
-        """The revised code as the model wrote it ("" when it wrote none)."""
-        return revised_code(self.answer_text, self.task.code, self.task.before, self.task.after)
+        """The revised code as the model wrote it, unchanged or not ("" when it wrote none, or
+        changed lines around the code)."""
+        try:
+            task = self.task
+            return revised_code(self.answer_text, task.code, task.before, task.after, self.hunk)
+        except OutsideTheLines:
+            return ""
+
+    @cached_property
+    def parsed(self) -> RevisionOutcome:
+        return parse_revision(self.answer_text, self.task.code, self.task.before, self.task.after, self.hunk)
 
     @cached_property
     def features(self) -> tuple[float, ...] | None:
         """What the confidence is computed from (`model.confidence.FEATURES`); None when the
         answer changes nothing."""
-        parsed = parse_revision(self.answer_text, self.task.code, self.task.before, self.task.after)
+        parsed = self.parsed
         if not isinstance(parsed, Revision):
             return None
         return features(self.completion.token_logprobs, self.task.code, parsed.code)
@@ -50,7 +61,7 @@ class Answer:
     @property
     def outcome(self) -> RevisionOutcome:
         """The revision, if there is one and its confidence reaches `min_confidence`."""
-        parsed = parse_revision(self.answer_text, self.task.code, self.task.before, self.task.after)
+        parsed = self.parsed
         if not isinstance(parsed, Revision):
             return parsed
         confidence = self.confidence or 0.0
@@ -90,7 +101,8 @@ class Reviser:
             completions = self._depart_where_unchanged(tasks, requests, completions)
         threshold = self.min_confidence if min_confidence is None else min_confidence
         return [
-            Answer(task, completion, _prefill(request) + completion.text, self.calibration, threshold)
+            Answer(task, completion, _prefill(request) + completion.text, self.calibration, threshold,
+                   self.strategy.hunk_context)
             for task, request, completion in zip(tasks, requests, completions, strict=True)
         ]
 
@@ -100,7 +112,8 @@ class Reviser:
         departures = {}
         for i, (task, request, completion) in enumerate(zip(tasks, requests, completions, strict=True)):
             answer = _prefill(request) + completion.text
-            if isinstance(parse_revision(answer, task.code, task.before, task.after), Revision):
+            parsed = parse_revision(answer, task.code, task.before, task.after, self.strategy.hunk_context)
+            if isinstance(parsed, Revision):
                 continue
             if (departure := likeliest_departure(completion, request.stop)) is not None:
                 departures[i] = departure

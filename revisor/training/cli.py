@@ -159,7 +159,8 @@ def train(data, output, model, eval_data, eval_limit, target_modules, **hyper) -
     held_out = load_dataset(eval_data).examples[:eval_limit] if eval_data else []
     evaluate = functools.partial(held_out_exact_match, base, held_out) if held_out else None
     metadata = run_training(config, base, examples, sources, evaluate)
-    click.echo(json.dumps({k: v for k, v in metadata.items() if k != "config"}, indent=2))
+    if metadata is not None:  # the first process of a distributed run speaks for it
+        click.echo(json.dumps({k: v for k, v in metadata.items() if k != "config"}, indent=2))
 
 
 @click.group()

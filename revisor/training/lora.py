@@ -122,9 +122,15 @@ def check_output(config: TrainConfig, base_model: str) -> Path:
     return output
 
 
+def is_main_process() -> bool:
+    """The first process of a distributed run (`torchrun`, `accelerate launch`), or the only one."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def train(config: TrainConfig, base_model: str, train_examples: list[Example], sources: list[dict],
-          evaluate: Callable[[Path | None], float] | None = None) -> dict:
-    """Train an adapter and write it with its metadata into `config.output`.
+          evaluate: Callable[[Path | None], float] | None = None) -> dict | None:
+    """Train an adapter and write it with its metadata into `config.output`; return the metadata
+    (None in the other processes of a distributed run, which write nothing).
 
     `sources` describes the data files (path, sha256, rows); `evaluate(adapter_dir or None)`
     gives held-out Exact Match of the adapter, or of the base model prompted zero-shot.
@@ -139,13 +145,15 @@ def train(config: TrainConfig, base_model: str, train_examples: list[Example], s
     too_long = len(train_examples) - len(rows)
     if not rows:
         raise RevisorError(f"no training record fits --max-length {config.max_length}")
-    output.mkdir(parents=True, exist_ok=True)
-    (output / "run.json").write_text(json.dumps({"base_model": base_model}))
+    main = is_main_process()
+    if main:
+        output.mkdir(parents=True, exist_ok=True)
+        (output / "run.json").write_text(json.dumps({"base_model": base_model}))
 
     metadata: dict = {"revisor_version": revisor_version(), "base_model": model_name(config.model),
                       "data": sources, "config": readable_config(config), "too_long_skipped": too_long,
                       "train_records": len(rows)}
-    if evaluate is not None and config.eval_data:
+    if evaluate is not None and config.eval_data and main:
         metadata["eval_exact_match_before"] = evaluate(None)
 
     gpu_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
@@ -178,7 +186,7 @@ def train(config: TrainConfig, base_model: str, train_examples: list[Example], s
         remove_unused_columns=False,
     )
     mean_tokens = sum(len(r["input_ids"]) for r in rows) / len(rows)
-    tokens_per_step = mean_tokens * config.batch_size * config.grad_accum
+    tokens_per_step = mean_tokens * config.batch_size * config.grad_accum * args.world_size
     trainer = Trainer(model=model, args=args, train_dataset=rows,
                       data_collator=PadCollator(tokenizer.pad_token_id or 0),
                       callbacks=[progress_callback(tokens_per_step)])
@@ -187,7 +195,10 @@ def train(config: TrainConfig, base_model: str, train_examples: list[Example], s
     first_step = _checkpoint_step(output / "checkpoints") if resume else 0
     result = trainer.train(resume_from_checkpoint=True if resume else None)
     seconds = time.perf_counter() - started
+    if not trainer.is_world_process_zero():
+        return None  # under torchrun or accelerate, the first process alone writes the adapter
     metadata.update({
+        "processes": trainer.args.world_size,
         "steps": trainer.state.global_step,
         "resumed_from_step": first_step,
         "train_loss": result.training_loss,
