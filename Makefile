@@ -1,4 +1,4 @@
-# `make demo` sets everything up and reviews a sample diff with the embedded model;
+# `make demo` sets everything up and reviews a sample change with the embedded model;
 # `make test` runs every test (`make test-fast` skips the end-to-end model tests).
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -9,9 +9,13 @@ setup: $(VENV)/.revisor-setup
 $(VENV)/.revisor-setup: pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
 
+# Three reviewer comments on a sample change: Revisor posts what it is confident of and holds the
+# rest back, saying how sure it was.
 demo: setup
-	$(VENV)/bin/revisor review examples/demo.diff \
-	  --comment 'app/storage.py:11-13=use a context manager here'
+	@$(VENV)/bin/revisor review examples/server.diff \
+	  --comment 'server/listen.go:14-15=```suggestion func (s *Server) Start(address string) error { listener, err := net.Listen("tcp", address) ```' \
+	  --comment 'server/listen.go:57-59=Stop should return the error instead of logging it' \
+	  --comment 'server/listen.go:13=typo: listner -> listener'
 
 test: setup
 	$(PY) -m pytest -v -rs

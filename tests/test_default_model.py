@@ -74,8 +74,12 @@ def test_the_demo_prints_revisors_output_only():
     assert result.returncode == 0, result.stderr[-3000:]
     lines = (result.stdout + result.stderr).splitlines()
     assert [line for line in lines if ENGINE_LOG.search(line)] == []
-    assert any("suggestion(s) from 1 region(s) reviewed" in line for line in lines)
-    assert any("confidence" in line for line in lines)
+    assert any("suggestion(s) from 3 region(s) reviewed" in line for line in lines)
+    posted = [line for line in lines
+              if re.fullmatch(r"server/listen\.go:[\d-]+  suggestion, confidence 0\.\d\d", line)]
+    held = [line for line in lines if re.fullmatch(
+        r"server/listen\.go:[\d-]+  held back: confidence 0\.\d\d, below the threshold 0\.12", line)]
+    assert posted and held, "the demo shows a suggestion it posts and one it holds back"
 
 
 @pytest.mark.slow
