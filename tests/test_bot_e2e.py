@@ -2,6 +2,7 @@
 `revisor action` as processes, against the GitHub-like server."""
 
 import contextlib
+import functools
 import os
 import re
 import signal
@@ -89,18 +90,20 @@ def test_a_worker_killed_mid_job_posts_exactly_once_after_restart(github, vllm_s
         serve.stop()
 
 
-def test_action_yml_answers_an_event_with_its_inputs_as_github_passes_them(github, vllm_server, tmp_path):
-    """The step of action.yml that answers, run as the runner runs it: its `${{ }}` expressions
-    evaluated from the action's inputs, its env and its command, against `vllm serve`."""
+def test_action_yml_installs_once_then_answers_in_seconds_from_its_cache(github, vllm_server, tmp_path):
+    """action.yml's steps run as the runner runs them (its `${{ }}` expressions evaluated from the
+    action's inputs, each step's env and command): twice over the same cache folders, first with
+    nothing cached, then as actions/cache restores them, and the event answered through
+    `vllm serve`."""
     gh, _, url = github
     gh.tokens.add("ghs_action_token")
     action = yaml.safe_load((ROOT / "action.yml").read_text())
-    step = next(step for step in action["runs"]["steps"] if step.get("name") == "Answer the event")
+    steps = {step.get("name"): step for step in action["runs"]["steps"]}
     inputs = {name: spec.get("default", "") for name, spec in action["inputs"].items()}
     inputs.update({"token": "ghs_action_token", "base-url": vllm_server, "model": SERVED_NAME})
-    (tmp_path / "revisor-venv" / "bin").mkdir(parents=True)  # where the install step puts Revisor
-    (tmp_path / "revisor-venv" / "bin" / "revisor").symlink_to(ROOT / ".venv" / "bin" / "revisor")
-    context = {"inputs": inputs, "runner": {"temp": str(tmp_path)}, "github": {"action_path": str(ROOT)}}
+    outputs = tmp_path / "github-output"
+    context = {"inputs": inputs, "runner": {"temp": str(tmp_path)}, "github": {"action_path": str(ROOT)},
+               "steps": {"cache": {"outputs": {"cache-hit": "false"}}, "key": {"outputs": {}}}}
 
     def evaluate(text: str) -> str:
         def value(match: re.Match) -> str:
@@ -108,19 +111,34 @@ def test_action_yml_answers_an_event_with_its_inputs_as_github_passes_them(githu
             either = re.fullmatch(r"inputs\.([\w-]+) != '' && '(\w+)' \|\| '(\w+)'", expression)
             if either:
                 return either[2] if inputs[either[1]] else either[3]
-            scope, _, name = expression.partition(".")
-            return context[scope][name]
+            return functools.reduce(lambda scope, name: scope[name], expression.split("."), context)
         return re.sub(r"\$\{\{(.*?)\}\}", value, text)
 
+    def run_step(name: str, extra: dict | None = None) -> tuple[subprocess.CompletedProcess, float]:
+        step = steps[name]
+        env = {**os.environ, **{k: evaluate(str(v)) for k, v in step.get("env", {}).items()},
+               "RUNNER_OS": "Linux", "GITHUB_OUTPUT": str(outputs), **(extra or {})}
+        started = time.perf_counter()
+        result = subprocess.run([step["shell"], "-c", evaluate(step["run"])], cwd=tmp_path, env=env,
+                                capture_output=True, timeout=600)
+        assert result.returncode == 0, result.stderr.decode()[-2000:]
+        return result, time.perf_counter() - started
+
+    run_step("Cache key")
+    key = outputs.read_text().strip().removeprefix("key=")
+    assert re.fullmatch(r"revisor-Linux-py3\.11-bot-[0-9a-f]{16}", key)
+    _, cold = run_step("Install Revisor")
+    context["steps"]["cache"]["outputs"]["cache-hit"] = "true"  # the same folders, restored
+    warm_run, warm = run_step("Install Revisor")
+    assert b"restored from the cache" in warm_run.stdout and warm <= 10, f"warm setup took {warm:.1f} s"
+
     event = s.write_event(tmp_path, s.review_comment_payload())
-    env = {**os.environ, **{name: evaluate(str(v)) for name, v in step["env"].items()},
-           "GITHUB_EVENT_NAME": "pull_request_review_comment", "GITHUB_REPOSITORY": s.REPO,
-           "GITHUB_API_URL": url, "GITHUB_EVENT_PATH": str(event)}
-    assert env["REVISOR_ENGINE"] == "openai" and env["REVISOR_BASE_URL"] == vllm_server
-    result = subprocess.run([step["shell"], "-c", evaluate(step["run"])], cwd=ROOT, env=env,
-                            capture_output=True, timeout=300)
-    assert result.returncode == 0, result.stderr.decode()[-2000:]
-    assert b"replied with a suggestion for app/storage.py:11-13" in result.stdout
+    answered, answering = run_step("Answer the event", {
+        "GITHUB_EVENT_NAME": "pull_request_review_comment", "GITHUB_REPOSITORY": s.REPO,
+        "GITHUB_API_URL": url, "GITHUB_EVENT_PATH": str(event)})
+    print(f"action.yml: install {cold:.1f} s with nothing cached, {warm:.1f} s from the cache; "
+          f"answer {answering:.1f} s")
+    assert b"replied with a suggestion for app/storage.py:11-13" in answered.stdout
     [reply] = s.replies(gh)
     assert "```suggestion\n" in reply["body"]
     assert [(r["comment_id"], r["content"]) for r in gh.reactions] == [(s.COMMENT_ID, "eyes")]
