@@ -18,7 +18,7 @@ demo: setup
 	  --comment 'server/listen.go:13=typo: listner -> listener'
 
 test: setup
-	$(PY) -m pytest -v -rs
+	$(PY) -m pytest -v -rs --durations=25
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"

@@ -68,13 +68,13 @@ def revisor(*args: str, env: dict | None = None,
 def serve_and_route(out: Path, adapter: Path) -> dict:
     """`vllm serve` with `adapter` as the LoRA module "shop" beside Revisor's own; a review comment
     on a repository whose `.github/revisor.yml` says `adapter: shop`, answered by `revisor action`."""
-    from revisor.model.embedded import prepare_embedded_model
+    from revisor.model.embedded import DEFAULT_ADAPTER, prepare_embedded_model
     from tests import bot_scenario as s
     from tests.servers import vllm_server
 
     started = time.perf_counter()
     modules = ["--enable-lora", "--max-lora-rank", "16", "--lora-modules", f"shop={adapter.resolve()}",
-               f"revisor={Path('model/default_adapter').resolve()}"]
+               f"revisor={DEFAULT_ADAPTER}"]
     server, base_url = vllm_server(str(prepare_embedded_model()), "base", out / "vllm.log", extra=modules)
     try:
         ready = time.perf_counter() - started

@@ -47,7 +47,10 @@ def test_app_manifest_asks_for_the_least_the_bot_needs():
     assert manifest["hook_attributes"]["url"].endswith("/api/github/webhooks")
     assert not manifest["public"]
     # Every subscribed event is one the service acts on.
+    review_command = s.fixture_payload("issue_comment/created.with-installation.payload.json")
+    review_command["issue"]["pull_request"] = {"url": "x"}
+    review_command["comment"]["body"] = "/revisor review"
     payloads = {"pull_request": s.pull_request_payload("opened"),
-                "pull_request_review_comment": s.review_comment_payload()}
+                "pull_request_review_comment": s.review_comment_payload(), "issue_comment": review_command}
     assert set(manifest["default_events"]) == set(payloads)
     assert all(wanted(event, payloads[event]) for event in manifest["default_events"])
