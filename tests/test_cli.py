@@ -224,6 +224,9 @@ def test_settings_are_validated_with_one_line_naming_the_variable_or_flag(tmp_pa
                           "--engine / REVISOR_ENGINE: Input should be 'vllm', 'openai' or 'transformers'")
     few_shot = revisor("revise", "-c", "x", "--strategy", "few-shot", str(code))
     assert_one_line_error(few_shot, "few-shot needs --pool / REVISOR_POOL")
+    for command in (["review", DEMO], ["bench", "--dataset", DEMO], ["calibrate", "--dataset", DEMO]):
+        assert_one_line_error(revisor(*command, env={"REVISOR_STRATEGY": "few-shot", "REVISOR_SHOTS": "0"}),
+                              "--shots / REVISOR_SHOTS: Input should be greater than or equal to 1, not '0'")
     service = {"GITHUB_WEBHOOK_SECRET": "s" * 32, "GITHUB_APP_ID": "1", "GITHUB_APP_PRIVATE_KEY": "unused",
                "REVISOR_LEASE_SECONDS": "soon"}
     assert_one_line_error(revisor("serve", env=service),

@@ -86,10 +86,10 @@ def calibrate(dataset, target_precision, output, limit, fit_also, answers, **mod
     from revisor.training.datasets import load_dataset
     from revisor.training.splits import refuse_benchmark
 
+    settings = model_settings(**model)
     for path in (dataset, *fit_also):
         refuse_benchmark(path, "calibration")
         load_dataset(path)  # a missing or malformed file fails now, not after the model has loaded
-    settings = model_settings(**model)
     if output is None:
         if not settings.adapter or settings.engine == "openai":
             raise RevisorError("--output: say where to write the calibration (there is no adapter "
