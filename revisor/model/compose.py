@@ -9,6 +9,7 @@ from revisor.model.adapters import adapter_config, check_adapter
 from revisor.model.confidence import CALIBRATION_FILE, Calibration
 from revisor.model.embedded import (
     DEFAULT_ADAPTER,
+    EMBEDDED,
     EMBEDDED_BASE,
     is_default_model,
     resolve_model,
@@ -29,6 +30,12 @@ def resolve_strategy(settings: ModelSettings) -> str:
     return "fine-tuned" if default or settings.adapter else "zero-shot"
 
 
+def chosen_model(settings: ModelSettings) -> str:
+    """The model asked for: `--model`, else the plain embedded model for an adapter (the base
+    `revisor train` trains on), else the default."""
+    return settings.model or (EMBEDDED_BASE if settings.adapter else EMBEDDED)
+
+
 def engine_config(settings: ModelSettings, **tuning) -> EngineConfig:
     if settings.engine == "openai":
         if not settings.base_url:
@@ -40,8 +47,7 @@ def engine_config(settings: ModelSettings, **tuning) -> EngineConfig:
     adapter = settings.adapter
     if adapter is not None:
         adapter_config(adapter)  # a missing adapter fails before the model is prepared
-    # An adapter goes on the plain embedded model, not on the default that has one merged in.
-    base = resolve_model(settings.model or (EMBEDDED_BASE if adapter else None))
+    base = resolve_model(chosen_model(settings))
     if adapter is not None:
         check_adapter(adapter, base)
     return EngineConfig(model=base, adapter=adapter, compile=settings.compile, **tuning)

@@ -8,8 +8,8 @@ import json
 
 import click
 
-from revisor.model.compose import build_reviser
-from revisor.model.embedded import EMBEDDED, EMBEDDED_BASE, resolve_model
+from revisor.model.compose import build_reviser, chosen_model
+from revisor.model.embedded import EMBEDDED_BASE, resolve_model
 from revisor.model.errors import RevisorError
 from revisor.model.settings import model_options, model_settings
 
@@ -43,10 +43,9 @@ def bench(dataset, limit, output, prefix_cache, bounded, departures, batch_size,
     several = {name: [part.strip() for part in (model.pop(name) or "").split(",") if part.strip()]
                for name in ("engine", "model", "strategy")}
     shared = model_settings(**model)  # REVISOR_* variables apply where no flag is given
-    default_model = shared.model or (EMBEDDED_BASE if shared.adapter else EMBEDDED)  # as `revise` chooses
     config = BenchConfig(dataset=dataset, strategies=several["strategy"] or [shared.strategy],
                          engines=several["engine"] or [shared.engine],
-                         models=several["model"] or [default_model], output=output, limit=limit,
+                         models=several["model"] or [chosen_model(shared)], output=output, limit=limit,
                          settings=shared, prefix_cache=prefix_cache, bounded=bounded,
                          departures=departures, batch_size=batch_size, skip_malformed=skip_malformed)
     runs = {(run["model"], run["engine"], run["strategy"]): run for run in config.runs()}
