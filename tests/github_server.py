@@ -395,7 +395,9 @@ class ServerThread:
     """uvicorn serving an app on a free loopback port, in a thread."""
 
     def __init__(self, app: FastAPI):
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+        # A request still waiting on a slow path when the test ends is cut off after a second.
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
+                                                    timeout_graceful_shutdown=1))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> str:
