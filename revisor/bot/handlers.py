@@ -10,6 +10,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 from github import GithubException
+from requests import RequestException
 
 from revisor.bot.config import RepoConfig
 from revisor.bot.github import PullRequestAPI
@@ -146,8 +147,8 @@ class ReviewContext:
         """An 👀 reaction on the comment that asked: seen, an answer follows. Never fails the job."""
         try:
             self.api.react(self.event, self.payload["comment"]["id"])
-        except GithubException as error:
-            self.log.warning("could not react to the comment (%s): the answer still follows", error.status)
+        except (GithubException, RequestException) as error:
+            self.log.warning("could not react to the comment (%s): the answer still follows", error)
 
     def record(self, posted: PostedSuggestion) -> None:
         if self.ledger is not None:

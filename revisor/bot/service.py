@@ -76,7 +76,9 @@ def build_handlers(model: ModelSettings, bot_name: str, adapters: tuple[str, ...
     return Handlers(functools.cache(reviser), engines[None].description, bot_name, model.strategy, close)
 
 
+@functools.cache
 def installation_clients(github: GitHubSettings) -> Callable[[int], Github]:
+    """The App's clients, one per installation, shared by the service's reactions and its workers."""
     app_id, private_key = github.require_app()
 
     @functools.lru_cache(maxsize=256)
