@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import itertools
 import secrets
 import subprocess
@@ -114,6 +113,10 @@ def rate_limited(gh: FakeGitHub) -> JSONResponse | None:
 
 
 GIT_STATUS = {"A": "added", "M": "modified", "D": "removed", "R": "renamed", "C": "copied", "T": "changed"}
+
+
+MAX_CONTENTS_BYTES = 2**20
+"""The largest file whose text GitHub's contents endpoint includes; larger ones need the blob."""
 
 
 def git(repo: Path, *args: str) -> str:
@@ -379,14 +382,37 @@ def create_github_app(gh: FakeGitHub) -> FastAPI:
     @app.get(prefix + "/contents/{path:path}")
     def get_contents(request: Request, path: str):
         ref = request.query_params.get("ref", "main")
-        text = gh.contents.get((ref, path))
+        text, sha = gh.contents.get((ref, path)), "c" * 40
+        about = {"path": path, "name": path.rsplit("/", 1)[-1]}
         if text is None and gh.git is not None:
-            with contextlib.suppress(subprocess.CalledProcessError):
-                text = git(gh.git, "show", f"{ref}:{path}")
+            entry = git(gh.git, "ls-tree", ref, "--", path).split("\t")[0].split()
+            if entry and entry[0] == "160000":  # as GitHub describes a submodule
+                return ok({**about, "type": "submodule", "sha": entry[2], "size": 0,
+                           "submodule_git_url": "https://github.com/octo-org/other.git"})
+            if entry and entry[0] == "120000":  # a symlink (here: to no file of the repository)
+                target = git(gh.git, "cat-file", "blob", entry[2])
+                return ok({**about, "type": "symlink", "target": target, "sha": entry[2],
+                           "size": len(target)})
+            if entry and entry[1] == "blob":
+                text, sha = git(gh.git, "cat-file", "blob", entry[2]), entry[2]
         if text is None:
             return error(404, "Not Found")
-        return ok({"type": "file", "encoding": "base64", "path": path, "name": path.rsplit("/", 1)[-1],
-                   "content": base64.b64encode(text.encode()).decode(), "sha": "c" * 40, "size": len(text)})
+        if len(text.encode()) > MAX_CONTENTS_BYTES:  # GitHub: 1-100 MB files come without content
+            return ok({**about, "type": "file", "encoding": "none", "content": "", "sha": sha,
+                       "size": len(text.encode())})
+        return ok({**about, "type": "file", "encoding": "base64", "sha": sha, "size": len(text.encode()),
+                   "content": base64.b64encode(text.encode()).decode()})
+
+    @app.get(prefix + "/git/blobs/{sha}")
+    def get_blob(sha: str):
+        try:
+            text = git(gh.git, "cat-file", "blob", sha) if gh.git is not None else None
+        except subprocess.CalledProcessError:
+            text = None
+        if text is None:
+            return error(404, "Not Found")
+        return ok({"sha": sha, "size": len(text.encode()), "encoding": "base64",
+                   "content": base64.b64encode(text.encode()).decode()})
 
     return app
 

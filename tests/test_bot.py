@@ -19,12 +19,13 @@ from revisor.bot.github import PullRequestAPI, app_client
 from revisor.bot.handlers import Handlers, ReviewContext, wanted
 from revisor.bot.jobs import MAX_ATTEMPTS, RedisJobStore, SQLiteJobStore, backoff_seconds
 from revisor.bot.metrics import REGISTRY
-from revisor.bot.placement import fingerprint, head_marker, marker
+from revisor.bot.placement import fingerprint, head_marker, marker, unmarked
 from revisor.bot.worker import Worker, retry_after_seconds
 from revisor.model.errors import RevisorError
 from revisor.model.prompts import ZeroShot
 from revisor.model.reviser import Reviser
 from tests import bot_scenario as s
+from tests.conftest import shared_path
 from tests.fakes import FakeEngine
 from tests.fuzz import fuzzed_deliveries
 from tests.github_server import ServerThread, create_github_app, new_app_key
@@ -592,6 +593,15 @@ def test_a_comment_on_an_earlier_commit_revises_that_commits_lines(github):
     assert outcome == "cannot revise: the comment is not on the new side of the diff"
     [told] = s.replies(gh, s.COMMENT_ID + 5)  # the person who asked hears why
     assert told["body"].startswith("Revisor could not answer: the comment is not on the new side")
+    # A file name is the pull request author's to choose: quoted, it pings no one and hides nothing.
+    hostile = "@org/team <!-- revisor:" + "1" * 16 + " --> ```.py"
+    gh.pulls[s.PR].review_comments.append(s.human_comment(comment_id=s.COMMENT_ID + 6))
+    elsewhere = s.review_comment_payload(comment_id=s.COMMENT_ID + 6)
+    elsewhere["comment"]["path"] = hostile
+    assert handle(github, "pull_request_review_comment", elsewhere, h).endswith("is not in the diff")
+    [told] = s.replies(gh, s.COMMENT_ID + 6)
+    assert told["body"].startswith("Revisor could not answer: ```` @org/team ")  # a code span
+    assert "1" * 16 not in told["body"]
     stale = s.pull_request_payload("synchronize")
     stale["pull_request"]["head"]["sha"] = earlier  # the head has moved on since this event
     assert handle(github, "pull_request", stale, h).startswith("the pull request has a newer head")
@@ -614,7 +624,10 @@ def test_markers_count_only_in_the_apps_own_comments(github):
     gh.pulls[s.PR].review_comments.append(s.human_comment(f"nothing to see {forged}", comment_id=5))
     gh.pulls[s.PR].reviews.append({"id": 6, "body": forged + head_marker(s.HEAD), "state": "COMMENTED",
                                    "commit_id": s.HEAD, "user": {"login": "mallory", "type": "User"}})
-    smuggled = CONTEXT_MANAGER.replace("```python\n", "```python\n" + marker("0" * 16) + "\n")
+    nested = "<!-- revisor:" + marker("0" * 16) + "0" * 16 + " -->"  # one pass of removal leaves a live one
+    nested_head = f"<!-- revisor-head:{head_marker('a' * 40)}{'a' * 40} -->"
+    assert unmarked(nested) == "" and unmarked(nested_head) == ""
+    smuggled = CONTEXT_MANAGER.replace("```python\n", "```python\n# " + marker("0" * 16) + nested + "\n")
     h, _ = handlers(lambda code: smuggled)
     assert handle(github, "pull_request_review_comment", s.review_comment_payload(), h).startswith("replied")
     [reply] = s.replies(gh)
@@ -763,3 +776,64 @@ def test_the_service_reacts_to_a_comment_that_asks_as_it_stores_the_job(github, 
     assert gh.reactions == [{"kind": "pulls", "comment_id": s.COMMENT_ID, "content": "eyes",
                              "user": "revisor[bot]"}]
     assert sqlite_store.counts() == {"queued": 2}  # the workers answer; none ran yet
+
+
+def test_a_delivery_id_cannot_add_fields_to_a_log_line(capsys):
+    from revisor.bot.service import configure_logging
+
+    configure_logging()
+    forged = 'x", "level": "CRITICAL", "forged": "1'
+    logging.getLogger("revisor.webhooks").info('said "%s"', "hi", extra={"delivery_id": forged})
+    [line] = [json.loads(line) for line in capsys.readouterr().err.splitlines() if "forged" in line]
+    assert line["level"] == "INFO" and line["delivery_id"] == forged and "forged" not in line
+    assert line["message"] == 'said "hi"'
+
+
+def test_every_real_payload_of_an_event_revisor_acts_on_has_the_shape_it_reads():
+    from revisor.bot.events import EVENTS, malformed
+
+    checked = 0
+    for event in EVENTS:
+        for path in sorted(shared_path(f"fixtures/github-webhooks/{event}").glob("*.json")):
+            payload = json.loads(path.read_text())
+            if event == "issue_comment":  # made a pull request's comment that asks
+                payload["issue"]["pull_request"] = {"url": "x"}
+                payload["comment"]["body"] = "/revisor review"
+            if wanted(event, payload):
+                assert malformed(event, payload, from_app=False) is None, path.name
+                checked += 1
+    assert checked >= 8
+
+
+def test_a_signed_delivery_without_the_shape_revisor_reads_is_refused_not_stored(webhooks, store):
+    def review_comment(change) -> dict:
+        payload = s.review_comment_payload()
+        change(payload)
+        return payload
+
+    mutations = {
+        "pull_request null": lambda p: p.update(pull_request=None),
+        "pull_request missing": lambda p: p.pop("pull_request"),
+        "pull_request a string": lambda p: p.update(pull_request="12"),
+        "repository missing": lambda p: p.pop("repository"),
+        "repository null": lambda p: p.update(repository=None),
+        "installation id a string": lambda p: p.update(installation={"id": "7"}),
+        "installation a number": lambda p: p.update(installation=7),
+        "installation missing": lambda p: p.pop("installation"),
+        "comment null": lambda p: p.update(comment=None),
+        "line a string": lambda p: p["comment"].update(line="12"),
+        "head null": lambda p: p["pull_request"].update(head=None),
+        "comment id missing": lambda p: p["comment"].pop("id"),
+        "path a list": lambda p: p["comment"].update(path=["a.py"]),
+    }
+    for i, (name, change) in enumerate(mutations.items()):
+        delivery = s.signed(review_comment(change), "pull_request_review_comment", f"bad-{i}")
+        answer = post(webhooks, *delivery)
+        assert (answer.status_code, answer.json()) == (400, {"status": "malformed payload"}), name
+    pull = s.pull_request_payload()
+    pull["pull_request"]["number"] = "7"
+    assert post(webhooks, *s.signed(pull, "pull_request", "bad-pr")).status_code == 400
+    assert store.counts() == {}
+    outdated = review_comment(lambda p: p["comment"].update(line=None))  # as GHES sends it: valid
+    assert post(webhooks, *s.signed(outdated, "pull_request_review_comment", "ghes")).status_code == 202
+    assert store.counts() == {"queued": 1}

@@ -35,9 +35,10 @@ def test_only_tokens_that_begin_inside_the_answer_count():
 
 
 def test_features_measure_certainty_length_and_edit_size():
-    mean, least, log_tokens, edit = features([-0.1, -0.5, -0.3], "a\nb\nc\nd\n", "a\nB\nc\nd\n")
+    mean, least, log_tokens, edit, agreement = features([-0.1, -0.5, -0.3], "a\nb\nc\nd\n", "a\nB\nc\nd\n",
+                                                        0.75)
     assert (mean, least, log_tokens) == (pytest.approx(-0.3), -0.5, pytest.approx(math.log(3)))
-    assert edit == pytest.approx(0.25)
+    assert edit == pytest.approx(0.25) and agreement == 0.75
     assert features([-0.1], "a\n", "a\n")[3] == 0.0
     assert uncalibrated_confidence((math.log(0.5), 0, 0, 0)) == pytest.approx(0.5)
 
@@ -48,7 +49,7 @@ def test_logistic_fit_is_calibrated_on_data_it_can_describe(tmp_path):
     for _ in range(2000):
         mean = rng.uniform(-2, 0)
         truth = 1 / (1 + math.exp(-(3 * mean + 2)))
-        rows.append((mean, mean - rng.random(), rng.uniform(1, 4), rng.random()))
+        rows.append((mean, mean - rng.random(), rng.uniform(1, 4), rng.random(), rng.random()))
         labels.append(rng.random() < truth)
     calibration = fit(rows, labels)
     confidences = [calibration.confidence(r) for r in rows]
@@ -56,7 +57,8 @@ def test_logistic_fit_is_calibrated_on_data_it_can_describe(tmp_path):
     assert quality["ece"] < 0.05
     means = [b["mean_confidence"] for b in quality["bins"]]
     assert means == sorted(means)
-    assert calibration.confidence((0.0, -0.1, 2, 0.1)) > calibration.confidence((-2.0, -2.5, 2, 0.1))
+    sure, unsure = (0.0, -0.1, 2, 0.1, 0.5), (-2.0, -2.5, 2, 0.1, 0.5)
+    assert calibration.confidence(sure) > calibration.confidence(unsure)
     calibration.save(tmp_path / "c.json")
     assert Calibration.load(tmp_path / "c.json").confidence(rows[0]) == pytest.approx(confidences[0])
     (tmp_path / "old.json").write_text(json.dumps({"features": ["mean_logprob"], "weights": [1]}))
@@ -71,7 +73,7 @@ def test_more_held_out_records_fit_the_confidence_but_the_threshold_is_placed_on
         rows, labels = [], []
         for _ in range(n):
             mean = rng.uniform(-1.5, 0)
-            rows.append((mean, mean - rng.random(), length, rng.random()))
+            rows.append((mean, mean - rng.random(), length, rng.random(), math.nan))
             labels.append(rng.random() < 1 / (1 + math.exp(-(4 * mean + 1))))
         return rows, labels
 
@@ -176,6 +178,8 @@ def test_calibrate_fits_on_dev_answers_and_chooses_the_threshold_for_the_target(
     assert (again.weights, again.uses) == (calibration.weights, calibration.uses)
     assert again.threshold < calibration.threshold and again.figures["coverage"] > f["coverage"]
     assert "fake (zero-shot)" in report
+    with pytest.raises(RevisorError, match="other model settings"):  # another model's answers
+        run_calibration(no_model, str(dev), 0.3, tmp_path / "c.json", answers=kept, asked={"model": "other"})
     (stale,) = kept.iterdir()
     answers = json.loads(stale.read_text())
     answers["answers"][0]["id"] = "another record"
@@ -185,3 +189,24 @@ def test_calibrate_fits_on_dev_answers_and_chooses_the_threshold_for_the_target(
     with pytest.raises(RevisorError, match="exactly"):
         never = FakeEngine(lambda code: code.rstrip("\n") + " - 1\n")
         run_calibration(lambda: Reviser(never, ZeroShot()), str(dev), 0.3, tmp_path / "c2.json")
+
+
+def test_a_value_that_is_not_a_number_is_never_suggested_nor_fitted_on(tmp_path):
+    rng = random.Random(5)
+    rows, labels = [], []
+    for _ in range(300):
+        mean = rng.uniform(-1.5, 0)
+        rows.append((mean, mean - rng.random(), 2.0, rng.random(), math.nan))
+        labels.append(rng.random() < 1 / (1 + math.exp(-(4 * mean + 1))))
+    rows[0] = (-math.inf, -math.inf, 2.0, 0.5, math.nan)  # one token the engine gave -inf
+    about = {"dataset": "dev.jsonl", "model": "m", "strategy": "s"}
+    calibration, confidences, _ = calibrate(rows, labels, 0.5, about)
+    assert all(math.isfinite(w) for w in calibration.weights) and calibration.figures["fitted_on"] == 299
+    assert confidences[0] == 0.0 and calibration.confidence((0.0, 0.0, 2.0, 0.1, math.nan)) > 0
+    with pytest.raises(RevisorError, match="not numbers"):
+        fit(rows, labels, ("mean_logprob",))
+    broken = Calibration((math.nan,), 0.0, (0.0,), (1.0,), ("mean_logprob",))
+    assert broken.confidence((0.0, 0.0, 2.0, 0.1, math.nan)) == 0.0  # not 1.0, which would post all
+    with pytest.raises(RevisorError, match="not numbers"):
+        broken.save(tmp_path / "c.json")
+    assert not (tmp_path / "c.json").exists()

@@ -3,7 +3,7 @@
 import pytest
 
 from revisor.model.departure import continuation, joined, likeliest_departure
-from revisor.model.engines.base import EngineConfig
+from revisor.model.engines.base import ChatRequest, EngineConfig
 from revisor.model.engines.openai_http import OpenAIEngine
 from revisor.model.errors import EngineUnavailableError
 from revisor.model.parsing import same_code
@@ -155,3 +155,30 @@ def test_every_engine_finds_the_same_departure_and_the_model_finishes_it(vllm_en
         assert second.text.startswith(departure.prefix + departure.token)
         assert not same_code(second.text, firsts[0].text)
         assert len(second.token_logprobs) > departure.kept and max(second.token_logprobs) <= 0
+
+
+def test_every_engine_samples_at_a_temperature_and_repeats_a_seed(vllm_engine, vllm_server, embedded_model):
+    from dataclasses import replace
+
+    from revisor.model.engines.hf import TransformersEngine
+
+    served = OpenAIEngine(EngineConfig(model=SERVED_NAME, base_url=vllm_server, concurrency=1))
+    engines = [vllm_engine, served, TransformersEngine(EngineConfig(model=embedded_model, batch_size=1))]
+    greedy = requests()[0]
+    sampled = [replace(greedy, temperature=1.0, seed=seed, alternatives=0) for seed in (1, 2, 3)]
+    for engine in engines:
+        first, again = engine.generate(sampled), engine.generate(sampled)
+        assert [c.text for c in first] == [c.text for c in again]  # a seed gives its answer again
+        assert len({c.text for c in first}) >= 2, [c.text for c in first]  # and seeds differ
+        assert all(c.token_logprobs and max(c.token_logprobs) <= 0 for c in first)
+        assert all(0 < c.output_tokens <= greedy.max_tokens for c in first)
+
+
+def test_sampled_prompts_longer_than_one_prefill_step_are_answered_in_process(vllm_engine):
+    # vLLM on a CPU fails on a seeded request whose prompt it prefills in parts: Revisor has it
+    # prefill prompts whole. Eight prompts of about 900 tokens are more than one step's 4096.
+    code = "".join(f"value_{i} = compute(value_{i - 1}, {i})\n" for i in range(1, 90))
+    messages = [{"role": "user", "content": f"Rename value to item:\n{code}"}]
+    sampled = [ChatRequest(messages, 4, temperature=1.0, seed=seed) for seed in range(1, 9)]
+    completions = vllm_engine.generate(sampled)
+    assert all(c.prompt_tokens > 600 and 0 < c.output_tokens <= 4 for c in completions)

@@ -146,3 +146,20 @@ def test_a_run_into_another_repositorys_output_is_refused(tmp_path):
     assert MiningRun.open(run.output, "a/b").pulls_done == [1]
     with pytest.raises(RevisorError, match="holds pairs of a/b, not c/d"):
         MiningRun.open(run.output, "c/d")
+
+
+def test_files_over_a_megabyte_symlinks_and_submodules_are_read_as_github_serves_them(history):
+    from revisor.bot.github import file_lines, token_client
+    from tests.github_server import git
+    from tests.repo_history import commit
+
+    gh, url, _, commits = history
+    big = "value = 1\n" * 120_000  # 1.2 MB: the contents endpoint gives no text, the blob does
+    (gh.git / "link").symlink_to("../outside")
+    git(gh.git, "add", "link")
+    git(gh.git, "update-index", "--add", "--cacheinfo", f"160000,{commits['base']},vendor/lib")
+    head = commit(gh.git, "big file, symlink, submodule", {"data/big.py": big})
+    repo = token_client(url, TOKEN).get_repo(REPO)
+    assert file_lines(repo, "data/big.py", head) == big.splitlines()
+    assert file_lines(repo, "link", head) is None and file_lines(repo, "vendor/lib", head) is None
+    assert file_lines(repo, "app/storage.py", head)[0] == "import json"

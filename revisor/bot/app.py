@@ -14,6 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from starlette.background import BackgroundTask
 
+from revisor.bot.events import malformed
 from revisor.bot.handlers import wanted
 from revisor.bot.jobs import JobStore
 from revisor.bot.metrics import REGISTRY, JobCounts
@@ -119,6 +120,9 @@ def create_app(secret: str, store: JobStore, max_payload_bytes: int = 10 * 2**20
             return answer(400, "malformed JSON", delivery)
         if not wanted(event, payload):
             return answer(200, "ignored", delivery)
+        if problem := malformed(event, payload):
+            log.warning("malformed %s delivery: %s", event, problem, extra={"delivery_id": delivery})
+            return answer(400, "malformed payload", delivery)
         if not await run_in_threadpool(store.enqueue, delivery, event, body):
             return answer(200, "duplicate delivery", delivery)
         then = BackgroundTask(acknowledge, event, payload) if acknowledge else None

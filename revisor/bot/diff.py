@@ -12,6 +12,7 @@ from unidiff.errors import UnidiffParseError
 
 from revisor.model.errors import DiffError
 from revisor.model.languages import language_of_path
+from revisor.model.prompts import inline_code
 from revisor.model.schema import RevisionTask
 
 
@@ -72,7 +73,7 @@ class Diff:
         with up to `context` lines of that hunk before and after them."""
         files = [f for f in self.patch if f.path == path]
         if not files:
-            raise DiffError(f"{path} is not in the diff")
+            raise DiffError(f"{inline_code(path)} is not in the diff")
         for hunk in files[0]:
             lines = {ln.target_line_no: ln for ln in hunk if ln.target_line_no is not None}
             if all(n in lines for n in range(start, end + 1)):
@@ -82,8 +83,8 @@ class Diff:
                 return replace(region, before="".join(ln.value for ln in before),
                                after="".join(ln.value for ln in after))
         raise DiffError(
-            f"{path}:{start}-{end} is not within one hunk of the new side: comment on changed "
-            "or context lines that the diff shows"
+            f"{inline_code(f'{path}:{start}-{end}')} is not within one hunk of the new side: comment on "
+            "changed or context lines that the diff shows"
         )
 
 

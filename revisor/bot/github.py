@@ -7,6 +7,7 @@ secondary rate limits and 5xx answers are retried with backoff honouring `Retry-
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
 from dataclasses import dataclass
@@ -20,8 +21,9 @@ from urllib3.util import Retry
 from revisor.bot.config import GitHubSettings
 from revisor.bot.diff import Diff, parse_diff
 from revisor.bot.metrics import GITHUB_ERRORS
-from revisor.bot.placement import HEAD_MARKER, MARKER, inline_code
+from revisor.bot.placement import HEAD_MARKER, MARKER
 from revisor.model.errors import RevisorError
+from revisor.model.prompts import inline_code
 
 CONFIG_PATH = ".github/revisor.yml"
 log = logging.getLogger("revisor.github")
@@ -124,16 +126,22 @@ def file_patch_diff(files) -> str:
 
 
 def file_lines(repo: Repository, path: str, ref: str) -> list[str] | None:
-    """The lines of `path` at `ref`; None where it is not a file there."""
+    """The lines of `path` at `ref`; None where it is not a file there (a directory, a symlink, a
+    submodule). A file over 1 MB comes without its text from the contents endpoint: it is read
+    from its blob."""
     try:
         content = repo.get_contents(path, ref=ref)
     except GithubException as error:
         if error.status == 404:
             return None
         raise
-    if isinstance(content, list):  # a directory
+    if isinstance(content, list) or content.type != "file":
         return None
-    return content.decoded_content.decode("utf-8", errors="replace").splitlines()
+    if content.encoding == "base64":
+        raw = content.decoded_content
+    else:
+        raw = base64.b64decode(repo.get_git_blob(content.sha).content)
+    return raw.decode("utf-8", errors="replace").splitlines()
 
 
 def react(requester, full_name: str, kind: str, comment_id: int, content: str = "eyes") -> None:

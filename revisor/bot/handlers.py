@@ -23,13 +23,14 @@ from revisor.bot.placement import (
     Unplaceable,
     fingerprint,
     head_marker,
-    inline_code,
     marker,
     place,
     plain_note,
     suggestion_body,
+    unmarked,
 )
 from revisor.model.errors import DiffError, RevisorError
+from revisor.model.prompts import inline_code
 from revisor.model.reviser import Reviser
 from revisor.model.schema import LowConfidence, NoRevision
 
@@ -233,10 +234,11 @@ class Handlers:
                                 self.model_name(config), time.time())
 
     def say(self, ctx: ReviewContext, config: RepoConfig, text: str) -> bool:
-        """Tell the person who asked, once: in the review comment's thread, or in the conversation."""
+        """Tell the person who asked, once: in the review comment's thread, or in the conversation.
+        `text` may quote what others chose (a file name): no marker in it stays live."""
         comment = ctx.payload["comment"]
         print_ = fingerprint("reply", comment["id"])
-        body = f"{text}\n\n{self.footer(config)}\n{marker(print_)}"
+        body = f"{unmarked(text)}\n\n{self.footer(config)}\n{marker(print_)}"
         if ctx.event == "pull_request_review_comment":
             thread = comment.get("in_reply_to_id") or comment["id"]  # GitHub takes no reply to a reply
             return ctx.post_once(print_, lambda: ctx.api.reply(thread, body))

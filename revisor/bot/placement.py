@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from revisor.bot.diff import Diff
 from revisor.bot.pipeline import Suggestion
 from revisor.model.errors import DiffError
-from revisor.model.prompts import fenced
+from revisor.model.prompts import fenced, inline_code
 
 MARKER = re.compile(r"<!-- revisor:(?P<fingerprint>[0-9a-f]{16}) -->")
 HEAD_MARKER = re.compile(r"<!-- revisor-head:(?P<sha>[0-9a-f]{7,64}) -->")
@@ -65,16 +65,11 @@ def head_marker(sha: str) -> str:
 
 
 def unmarked(text: str) -> str:
-    """Model output without anything that reads as one of Revisor's hidden markers."""
-    return HEAD_MARKER.sub("", MARKER.sub("", text))
-
-
-def inline_code(text: str) -> str:
-    """`text` as Markdown inline code that nothing in it can close (a file name may hold
-    backticks): delimited by a longer run of backticks, as CommonMark allows."""
-    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
-    ticks = "`" * (longest + 1)
-    return f"{ticks} {text} {ticks}" if longest else f"`{text}`"
+    """Model output without anything that reads as one of Revisor's hidden markers, nested ones
+    too: removing `<!-- revisor:F -->` from inside another leaves a live one, so until none is left."""
+    while (cleaned := HEAD_MARKER.sub("", MARKER.sub("", text))) != text:
+        text = cleaned
+    return text
 
 
 def suggestion_body(suggestion: Suggestion, footer: str, print_: str) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 from github import Github
 
 from revisor.bot.config import GitHubSettings, ServiceSettings, read_env
+from revisor.bot.events import malformed
 from revisor.bot.github import PullRequestAPI, app_client, react, token_client
 from revisor.bot.handlers import Handlers, ReviewContext, acknowledged_at_once, field, wanted
 from revisor.bot.jobs import JobStore
@@ -39,7 +40,7 @@ def configure_logging(level: int = logging.INFO) -> None:
     handler.addFilter(DeliveryIdFilter())
     handler.setFormatter(logging.Formatter(
         '{"time": "%(asctime)s", "level": "%(levelname)s", "logger": "%(name)s", '
-        '"delivery_id": "%(delivery_id)s", "message": %(message_json)s}'))
+        '"delivery_id": %(delivery_json)s, "message": %(message_json)s}'))
     handler.addFilter(_JsonMessage())
     logging.basicConfig(level=level, handlers=[handler], force=True)
     logging.getLogger("github").handlers.clear()  # PyGithub's own plain handler: each line once, as JSON
@@ -48,8 +49,12 @@ def configure_logging(level: int = logging.INFO) -> None:
 
 
 class _JsonMessage(logging.Filter):
+    """The message and the delivery id as JSON strings: a sender chooses the id (a header), and
+    quotes in it must not add fields to the line."""
+
     def filter(self, record: logging.LogRecord) -> bool:
         record.message_json = json.dumps(record.getMessage())
+        record.delivery_json = json.dumps(str(record.delivery_id))
         return True
 
 
@@ -172,6 +177,8 @@ def run_action(env: dict[str, str], model: ModelSettings) -> str:
     payload = json.loads(Path(env["GITHUB_EVENT_PATH"]).read_text())
     if not wanted(event, payload):
         return f"nothing to do for {event}/{payload.get('action')}"
+    if problem := malformed(event, payload, from_app=False):
+        raise RevisorError(f"{env['GITHUB_EVENT_PATH']}: not a {event} event GitHub sends ({problem})")
     client = token_client(read_env(GitHubSettings).api_url, token)
     api = PullRequestAPI.open(client, env["GITHUB_REPOSITORY"], pull_request_number(payload))
     bot_name = read_env(ServiceSettings).bot_name

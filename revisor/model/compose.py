@@ -97,4 +97,15 @@ def build_reviser(settings: ModelSettings, engine: Engine | None = None, **tunin
     threshold = settings.min_confidence
     if threshold is None:
         threshold = calibrated.threshold if calibrated else 0.0
-    return Reviser(engine, strategy, calibration=calibrated, min_confidence=threshold)
+    return Reviser(engine, strategy, calibration=calibrated, min_confidence=threshold,
+                   samples=chosen_samples(settings, calibrated))
+
+
+def chosen_samples(settings: ModelSettings, calibration: Calibration | None) -> int:
+    """`--samples`, else as many as the calibration was fitted with; a calibration that weighs
+    agreement needs several answers to weigh."""
+    samples = settings.samples or (calibration.samples if calibration else 1)
+    if calibration is not None and "agreement" in calibration.uses and samples < 2:
+        raise RevisorError(f"the calibration weighs how many of {calibration.samples} answers agree: "
+                           "--samples / REVISOR_SAMPLES must be 2 or more")
+    return samples

@@ -1,7 +1,8 @@
 """How sure the model is of a suggestion: a probability in [0, 1] that it is exactly right.
 
 The features come from the log-probabilities of the generated tokens, which every engine reports
-the same way (`Completion.token_logprobs`), and from the size of the edit. A `Calibration` maps
+the same way (`Completion.token_logprobs`), from the size of the edit and, where several answers
+were sampled (`--samples`), from how many of them agree. A `Calibration` maps
 them to a probability with a logistic fit on a dev split (`revisor calibrate`); without one, the
 confidence is the answer's geometric-mean token probability, which ranks answers as well but is
 not calibrated.
@@ -12,26 +13,29 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from revisor.model.errors import RevisorError
 
-FEATURES = ("mean_logprob", "min_logprob", "log_tokens", "edit_size")
+FEATURES = ("mean_logprob", "min_logprob", "log_tokens", "edit_size", "agreement")
 CALIBRATION_FILE = "calibration.json"
 """Where a calibration lives: beside the adapter it was fitted for."""
 
 
-def features(token_logprobs: Sequence[float], original: str, revised: str) -> tuple[float, ...]:
-    """Mean and least token log-probability, log of the answer's length in tokens, and the
-    fraction of the original's lines the revision changes."""
+def features(token_logprobs: Sequence[float], original: str, revised: str,
+             agreement: float = math.nan) -> tuple[float, ...]:
+    """Mean and least token log-probability, log of the answer's length in tokens, the fraction of
+    the original's lines the revision changes, and the fraction of the sampled answers that give
+    the same code (NaN where only one answer was asked for)."""
     logprobs = list(token_logprobs) or [0.0]
     before, after = original.strip("\n").split("\n"), revised.strip("\n").split("\n")
     matcher = difflib.SequenceMatcher(None, [s.strip() for s in before], [s.strip() for s in after],
                                       autojunk=False)
     return (sum(logprobs) / len(logprobs), min(logprobs), math.log(len(logprobs)),
-            1.0 - matcher.ratio())
+            1.0 - matcher.ratio(), agreement)
 
 
 @dataclass(frozen=True)
@@ -49,14 +53,29 @@ class Calibration:
     """Where it came from: dev split, target precision, coverage and precision there."""
 
     def confidence(self, values: Sequence[float]) -> float:
-        """`values` are all of `FEATURES`, as `features()` gives them."""
+        """`values` are all of `FEATURES`, as `features()` gives them. Where a value it weighs is
+        not a number (an infinite log-probability, agreement where one answer was asked for), or
+        its own weights are not, the confidence is 0: never suggested, where NaN would pass any
+        threshold."""
         chosen = [values[FEATURES.index(name)] for name in self.uses]
         z = self.bias + sum(w * (v - m) / s for w, v, m, s in
                             zip(self.weights, chosen, self.means, self.scales, strict=True))
+        if not math.isfinite(z):
+            return 0.0
         return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
 
+    @property
+    def samples(self) -> int:
+        """How many answers per request it was fitted on (`--samples`)."""
+        return int(self.figures.get("samples", 1))
+
     def save(self, path: Path) -> None:
-        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        """Written whole or not at all; a fit that is not a number is refused."""
+        if not all(math.isfinite(v) for v in (*self.weights, self.bias, *self.means, *self.scales)):
+            raise RevisorError("the fit's weights are not numbers: a feature value was infinite")
+        partial = path.with_name(path.name + ".partial")
+        partial.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        os.replace(partial, path)
 
     @classmethod
     def load(cls, path: str | Path) -> Calibration:
@@ -90,6 +109,8 @@ def fit(rows: Sequence[Sequence[float]], labels: Sequence[bool], uses: Sequence[
     y = np.asarray(labels, dtype=float)
     if len(x) == 0:
         raise RevisorError("nothing to calibrate on: the model changed none of the dev records")
+    if not np.isfinite(x).all():
+        raise RevisorError(f"cannot fit on feature values that are not numbers ({', '.join(uses)})")
     means, scales = x.mean(axis=0), x.std(axis=0)
     scales[scales == 0] = 1.0
     design = np.hstack([np.ones((len(x), 1)), (x - means) / scales])

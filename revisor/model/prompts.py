@@ -40,6 +40,14 @@ def fence_for(code: str) -> str:
     return "`" * max(3, longest + 1)
 
 
+def inline_code(text: str) -> str:
+    """`text` as Markdown inline code that nothing in it can close (a file name may hold
+    backticks): delimited by a longer run of backticks, as CommonMark allows."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    ticks = "`" * (longest + 1)
+    return f"{ticks} {text} {ticks}" if longest else f"`{text}`"
+
+
 def fenced(code: str, info: str) -> str:
     """`code` in a fence; `info` is a language (normalized) or a word such as "suggestion"."""
     fence = fence_for(code)

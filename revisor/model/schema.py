@@ -67,4 +67,12 @@ class LowConfidence(NoRevision):
     threshold: float = 0.0
 
 
+@dataclass(frozen=True)
+class BrokenSyntax(NoRevision):
+    """The model revised the code, but the revision adds parse errors the original did not have
+    (`model.syntax`): not suggested."""
+
+    code: str = ""
+
+
 RevisionOutcome = Revision | NoRevision

@@ -17,7 +17,7 @@ AUTO = "auto"
 for adapters (both are trained on it), zero-shot for any other model."""
 ENV_PREFIX = "REVISOR_"
 METAVARS = {"model": "MODEL", "adapter": "ADAPTER", "pool": "FILE", "shots": "N", "base_url": "URL",
-            "api_key": "KEY", "calibration": "FILE", "min_confidence": "P"}
+            "api_key": "KEY", "calibration": "FILE", "min_confidence": "P", "samples": "K"}
 
 
 class ModelSettings(BaseSettings):
@@ -58,6 +58,11 @@ class ModelSettings(BaseSettings):
     min_confidence: float | None = Field(
         None, ge=0, le=1, description="Post only suggestions at least this confident, 0 to 1. "
                                       "Default: the calibration's threshold; 0 without one.")
+    samples: int | None = Field(
+        None, ge=1, le=16, description="Answers per comment: the greedy one and K-1 sampled ones; the "
+                                       "code most of them give is suggested, and how many agree counts "
+                                       "in its confidence. 1: the greedy answer alone. Default: as many "
+                                       "as the calibration was fitted with, else 1.")
     compile: bool = Field(False, description="vLLM: compile the model (minutes more at start, faster "
                                              "generation).")
 

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from revisor.model.errors import RevisorError
 from revisor.model.reviser import Answer, Reviser
-from revisor.model.schema import Example
+from revisor.model.schema import BrokenSyntax, Example
 from revisor.model.settings import ModelSettings, model_settings
 from revisor.training.datasets import load_dataset
 from revisor.training.metrics import at_threshold, coverage_curve, exact_match, score_system
@@ -69,6 +69,8 @@ class Run:
     threshold: float = 0.0
     predictions: list[str] = field(default_factory=list)
     confidences: list[float | None] = field(default_factory=list)
+    held_back: list[str | None] = field(default_factory=list)
+    """Why a revision is never suggested whatever the threshold (it breaks the syntax); None: it may be."""
     startup_s: float = 0.0
     wall_s: float = 0.0
     output_tokens: int = 0
@@ -150,7 +152,9 @@ def run_bench(config: BenchConfig, make_reviser: Callable[[str, str, str], Revis
                     for answer in revise_all(reviser, examples, run.system):
                         run.predictions.append(answer.code)
                         run.confidences.append(answer.confidence)
-                        run.output_tokens += answer.completion.output_tokens
+                        broken = isinstance(answer.parsed, BrokenSyntax)
+                        run.held_back.append(answer.parsed.reason if broken else None)
+                        run.output_tokens += answer.completion.output_tokens + answer.sampled_tokens
                         run.prompt_tokens += answer.completion.prompt_tokens
                     run.wall_s = time.perf_counter() - start
                     reviser.engine.close()
@@ -171,10 +175,13 @@ def revise_all(reviser: Reviser, examples: list[Example], description: str) -> l
 
 
 def confidence_summary(run: Run, examples: list[Example]) -> dict:
-    """Coverage and precision at the run's threshold, and the whole precision-coverage curve."""
+    """Coverage and precision at the run's threshold, the whole precision-coverage curve, and the
+    revisions held back whatever the threshold (they break the syntax) and how many were exact."""
     correct = [exact_match(p, e.code_after) for p, e in zip(run.predictions, examples, strict=True)]
+    broken = [ok for ok, reason in zip(correct, run.held_back, strict=True) if reason]
     return at_threshold(run.confidences, correct, run.threshold) | {
-        "curve": coverage_curve(run.confidences, correct)}
+        "curve": coverage_curve(run.confidences, correct),
+        "held_back_for_syntax": {"n": len(broken), "exact": sum(broken)}}
 
 
 def _write(config: BenchConfig, examples: list[Example], runs: list[Run], skipped: list[str]) -> str:
@@ -186,6 +193,7 @@ def _write(config: BenchConfig, examples: list[Example], runs: list[Run], skippe
             systems[peer] = [e.peers[peer] for e in examples]
     scores = [score_system(name, examples, predictions) for name, predictions in systems.items()]
     confidences = {run.system: run.confidences for run in runs}
+    held_back = {run.system: run.held_back for run in runs}
     with (output / "predictions.jsonl").open("w", encoding="utf-8") as out:
         for name, predictions in systems.items():
             for i, (example, prediction) in enumerate(zip(examples, predictions, strict=True)):
@@ -194,6 +202,8 @@ def _write(config: BenchConfig, examples: list[Example], runs: list[Run], skippe
                        "exact_match": exact_match(prediction, example.code_after)}
                 if name in confidences:
                     row["confidence"] = confidences[name][i]
+                if name in held_back and held_back[name][i]:
+                    row["held_back"] = held_back[name][i]
                 out.write(json.dumps(row) + "\n")
     n = len(examples)
     runs_by = {run.system: run for run in runs}

@@ -64,8 +64,10 @@ def log_likelihood(confidences: list[float], labels: list[bool]) -> float:
 def best_features(rows: list[tuple[float, ...]], labels: list[bool]) -> tuple[tuple[str, ...], list[float]]:
     """The subset of `FEATURES` whose out-of-fold confidences are likeliest, and those confidences;
     of subsets within `PARSIMONY` of the likeliest, the smallest: on a handful of exact answers a
-    difference that small is noise, and fewer weights are steadier on new records."""
-    subsets = [combo for k in range(1, len(FEATURES) + 1) for combo in itertools.combinations(FEATURES, k)]
+    difference that small is noise, and fewer weights are steadier on new records. Features some
+    row lacks (NaN: agreement, where one answer was asked for) are not candidates."""
+    known = [name for i, name in enumerate(FEATURES) if all(math.isfinite(row[i]) for row in rows)]
+    subsets = [combo for k in range(1, len(known) + 1) for combo in itertools.combinations(known, k)]
     scored = [(uses, oof, log_likelihood(oof, labels))
               for uses in subsets for oof in [out_of_fold(rows, labels, uses)]]
     best = max(likelihood for _, _, likelihood in scored)
@@ -75,7 +77,7 @@ def best_features(rows: list[tuple[float, ...]], labels: list[bool]) -> tuple[tu
 
 def run_calibration(make_reviser: Callable[[], Reviser], dataset: str, target_precision: float,
                     output: Path, limit: int | None = None, fit_also: Sequence[str] = (),
-                    answers: Path | None = None) -> str:
+                    answers: Path | None = None, asked: dict | None = None) -> str:
     """Answer the dev records (and those of `fit_also`), fit, choose the threshold on the dev
     records, write `output`; return the report.
 
@@ -83,17 +85,21 @@ def run_calibration(make_reviser: Callable[[], Reviser], dataset: str, target_pr
     threshold sets coverage, which depends on the mix of records, so it is placed on the dev split
     alone, drawn like the records the model will answer. With `answers`, each dataset's answers
     are kept in that directory, and a later run on the same records fits from them without the
-    model (another target precision costs seconds, not a pass over the records).
+    model (another target precision costs seconds, not a pass over the records), as long as the
+    model was `asked` the same way (the model settings; answers kept otherwise are refused).
     """
     examples = load_dataset(dataset).examples[:limit]
     if len(examples) < 2 * FOLDS:
         raise RevisorError(f"{dataset}: {len(examples)} records are too few to calibrate on")
     sets = [(dataset, examples), *((path, load_dataset(path).examples) for path in fit_also)]
-    dev, *more = answer_all(sets, make_reviser, answers)
+    dev, *more = answer_all(sets, make_reviser, answers, asked or {})
+    if any(kept.get("samples", 1) != dev.get("samples", 1) for kept in more):
+        raise RevisorError(f"the kept answers in {answers} were given with different --samples: remove them")
     extra = [a for kept in more for a in kept["answers"]]
     about = {"revisor_version": revisor_version(), "dataset": provenance(dataset, len(examples)),
-             "model": dev["model"], "strategy": dev["strategy"],
-             **({"fit_also": [provenance(kept["dataset"], len(kept["answers"])) for kept in more]}
+             "model": dev["model"], "strategy": dev["strategy"], "samples": dev.get("samples", 1),
+             **({"fit_also": [provenance(path, len(kept["answers"])) for path, kept in zip(fit_also, more,
+                                                                                          strict=True)]}
                 if fit_also else {})}
     calibration, confidences, quality = calibrate(
         [a["features"] for a in dev["answers"]], [a["exact"] for a in dev["answers"]], target_precision,
@@ -104,10 +110,10 @@ def run_calibration(make_reviser: Callable[[], Reviser], dataset: str, target_pr
 
 
 def answer_all(sets: list[tuple[str, list[Example]]], make_reviser: Callable[[], Reviser],
-               directory: Path | None) -> list[dict]:
+               directory: Path | None, asked: dict) -> list[dict]:
     """The model's answers to each (path, records): those kept in `directory`, the rest answered
     now (the model is loaded only if some are) and kept there."""
-    kept = [load_answers(directory, path, examples) if directory else None for path, examples in sets]
+    kept = [load_answers(directory, path, examples, asked) if directory else None for path, examples in sets]
     if all(kept):
         return kept
     reviser = make_reviser()
@@ -115,7 +121,7 @@ def answer_all(sets: list[tuple[str, list[Example]]], make_reviser: Callable[[],
     try:
         for k, (path, examples) in enumerate(sets):
             if kept[k] is None:
-                kept[k] = answer(reviser, path, examples)
+                kept[k] = answer(reviser, path, examples) | {"asked": asked}
                 if directory:
                     save_answers(kept[k], answers_file(directory, path, examples))
     finally:
@@ -127,7 +133,7 @@ def answer(reviser: Reviser, dataset: str, examples: list[Example]) -> dict:
     """The model's answer to every record: its features, and whether it was exact."""
     answers = revise_all(reviser, examples, f"calibrate {Path(dataset).name}")
     return {"dataset": dataset, "sha256": file_digest(dataset), "model": reviser.engine.description,
-            "strategy": reviser.strategy.name, "features": list(FEATURES),
+            "strategy": reviser.strategy.name, "samples": reviser.samples, "features": list(FEATURES),
             "answers": [{"id": e.id, "exact": exact_match(a.code, e.code_after), "features": a.features}
                         for a, e in zip(answers, examples, strict=True)]}
 
@@ -143,8 +149,9 @@ def save_answers(kept: dict, path: Path) -> None:
     os.replace(partial, path)
 
 
-def load_answers(directory: Path, dataset: str, examples: list[Example]) -> dict | None:
-    """Answers kept by an earlier run on these very records; None where there are none yet."""
+def load_answers(directory: Path, dataset: str, examples: list[Example], asked: dict) -> dict | None:
+    """Answers kept by an earlier run on these very records, asked the same way; None where there
+    are none yet."""
     path = answers_file(directory, dataset, examples)
     if not path.exists():
         return None
@@ -157,6 +164,9 @@ def load_answers(directory: Path, dataset: str, examples: list[Example]) -> dict
     if not same or not current:
         raise RevisorError(f"{path} holds answers to other records or with other features: remove it "
                            "to answer again")
+    if kept.get("asked", {}) != asked:
+        raise RevisorError(f"{path} holds answers given with other model settings ({kept.get('asked', {})}): "
+                           "remove it to answer again")
     return kept
 
 
@@ -168,6 +178,10 @@ def calibrate(features: list[Features | None], correct: list[bool], target_preci
     records), the dev records' confidences, and the out-of-fold reliability."""
     pairs = [(values, ok) for values, ok in zip([*features, *more_features], [*correct, *more_correct],
                                                 strict=True) if values is not None]
+    # A feature some answer has is one that was asked for; an answer without a number for it (an
+    # infinite log-probability) cannot be fitted on, and is never suggested (`Calibration.confidence`).
+    asked = [i for i in range(len(FEATURES)) if any(math.isfinite(values[i]) for values, _ in pairs)]
+    pairs = [(values, ok) for values, ok in pairs if all(math.isfinite(values[i]) for i in asked)]
     rows, labels = [values for values, _ in pairs], [ok for _, ok in pairs]
     if sum(labels) < 2:
         raise RevisorError(f"{about['dataset']}: the model answered {sum(labels)} record(s) exactly; a "
@@ -201,8 +215,9 @@ def report(calibration: Calibration, confidences: list[float | None], correct: l
     f = calibration.figures
     fitted_on = (f"the dev records and {len(f['fit_also'])} more held-out file(s), {f['fitted_on']} revised "
                  "records" if f.get("fit_also") else "the dev records")
+    samples = f.get("samples", 1)
     lines = [
-        f"{f['model']} ({f['strategy']}).",
+        f"{f['model']} ({f['strategy']}{f', {samples} answers a record' if samples > 1 else ''}).",
         f"{f['records']} dev records: {f['revised']} revised, Exact Match {f['exact_match']:.1%} "
         "(all answers posted).",
         "",

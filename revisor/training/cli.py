@@ -73,7 +73,8 @@ def bench(dataset, limit, output, prefix_cache, bounded, departures, batch_size,
 @click.option("--answers", default=None, type=click.Path(file_okay=False),
               help="Keep the model's answers to each dataset in this directory; datasets whose "
                    "answers are kept there are not answered again (e.g. for another "
-                   "--target-precision: seconds instead of a pass over the records).")
+                   "--target-precision: seconds instead of a pass over the records). Answers kept "
+                   "with other model settings are refused; remove it after training again.")
 @model_options(omit=("calibration", "min_confidence"))
 def calibrate(dataset, target_precision, output, limit, fit_also, answers, **model) -> None:
     """Fit the confidence of a model's suggestions on a dev split and choose the threshold that
@@ -94,8 +95,9 @@ def calibrate(dataset, target_precision, output, limit, fit_also, answers, **mod
             raise RevisorError("--output: say where to write the calibration (there is no adapter "
                                "directory to put it beside)")
         output = str(Path(settings.adapter) / CALIBRATION_FILE)
+    asked = settings.model_dump(exclude={"api_key", "base_url", "compile"})  # what the answers depend on
     click.echo(run_calibration(lambda: build_reviser(settings), dataset, target_precision, Path(output),
-                               limit, fit_also, Path(answers) if answers else None), nl=False)
+                               limit, fit_also, Path(answers) if answers else None, asked), nl=False)
 
 
 @click.command()

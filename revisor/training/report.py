@@ -65,6 +65,9 @@ def render_report(output: Path, metrics: dict, scores: Sequence[SystemScore]) ->
                   "Coverage: the fraction of all records that get a suggestion; precision: the Exact "
                   "Match among them. At the threshold, then at fixed coverages (most confident "
                   "first; the peers post everything).\n\n", confidence_table(confident)]
+        parts += [f"\n{s['name']}: {broken['n']} revision(s) held back at any threshold for adding "
+                  f"syntax errors ({broken['exact']} of them exact).\n"
+                  for s in confident if (broken := s["confidence"]["held_back_for_syntax"])["n"]]
     if metrics["throughput"]:
         parts += ["\n## Throughput\n", throughput_table(metrics["throughput"])]
     if metrics["ratios"]:

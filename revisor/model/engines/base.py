@@ -11,13 +11,17 @@ from revisor.model.prompts import Message
 
 @dataclass(frozen=True)
 class ChatRequest:
-    """One chat to complete greedily. A final assistant message is continued, not answered."""
+    """One chat to complete, greedily unless a temperature is given. A final assistant message is
+    continued, not answered."""
 
     messages: list[Message]
     max_tokens: int
     stop: tuple[str, ...] = ()
     alternatives: int = 0
     """How many of the likeliest other tokens to report at each step (`Step.alternatives`)."""
+    temperature: float = 0.0
+    """Above 0: sample the answer at this temperature; the same `seed` gives the same answer."""
+    seed: int = 0
 
     @property
     def continues_final_message(self) -> bool:
@@ -78,7 +82,7 @@ class Engine(Protocol):
         ...
 
     def generate(self, requests: Sequence[ChatRequest]) -> list[Completion]:
-        """Complete every request greedily, in order."""
+        """Complete every request, in order."""
         ...
 
     def close(self) -> None: ...

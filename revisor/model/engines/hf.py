@@ -1,7 +1,7 @@
 """The in-process transformers engine: the fallback, with adapters through peft.
 
-Requests are sorted by length and generated in left-padded batches; bf16 where the CPU
-(or GPU) supports it.
+Requests are grouped by temperature and seed, sorted by length and generated in left-padded
+batches; bf16 where the CPU (or GPU) supports it.
 """
 
 from __future__ import annotations
@@ -60,24 +60,33 @@ class TransformersEngine:
 
     def _generate(self, requests: Sequence[ChatRequest]) -> list[Completion]:
         prompts = [self.prompt_ids(r) for r in requests]
-        order = sorted(range(len(requests)), key=lambda i: len(prompts[i]))
         results: dict[int, Completion] = {}
         size = self.config.batch_size
-        for start in range(0, len(order), size):
-            batch = order[start : start + size]
-            completions = self._generate_batch([prompts[i] for i in batch], [requests[i] for i in batch])
-            results.update(zip(batch, completions, strict=True))
+        groups: dict[tuple[float, int], list[int]] = {}
+        for i, request in enumerate(requests):
+            groups.setdefault((request.temperature, request.seed if request.temperature else 0), []).append(i)
+        for group in groups.values():
+            order = sorted(group, key=lambda i: len(prompts[i]))
+            for start in range(0, len(order), size):
+                batch = order[start : start + size]
+                completions = self._generate_batch([prompts[i] for i in batch], [requests[i] for i in batch])
+                results.update(zip(batch, completions, strict=True))
         return [results[i] for i in range(len(requests))]
 
     def _generate_batch(self, prompts: list[list[int]], requests: list[ChatRequest]):
         torch = self._torch
         padded = self.tokenizer.pad({"input_ids": prompts}, return_tensors="pt")
         stop = sorted({s for r in requests for s in r.stop})
+        temperature = requests[0].temperature  # one per batch (`_generate`)
+        sampling: dict = {"do_sample": False}
+        if temperature:  # plain sampling, as vLLM's: no top-k or top-p
+            sampling = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
+            torch.manual_seed(requests[0].seed)
         with torch.inference_mode():
             output = self.model.generate(
                 **padded,
                 max_new_tokens=max(r.max_tokens for r in requests),
-                do_sample=False,
+                **sampling,
                 stop_strings=stop or None,
                 tokenizer=self.tokenizer,
                 pad_token_id=self.tokenizer.pad_token_id,
@@ -85,7 +94,7 @@ class TransformersEngine:
                 return_dict_in_generate=True,
             )
         width = padded["input_ids"].shape[1]
-        # Log-probabilities from the raw logits, as vLLM reports them (greedy: no processors apply).
+        # Log-probabilities from the raw logits, before any temperature, as vLLM reports them.
         steps = torch.stack(output.logits, dim=1).float().log_softmax(dim=-1)
         completions = []
         rows = zip(prompts, output.sequences, requests, strict=True)

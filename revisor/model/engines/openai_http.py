@@ -69,9 +69,9 @@ class OpenAIEngine:
                 model=self._served_model,
                 messages=request.messages,  # type: ignore[arg-type]
                 max_tokens=request.max_tokens,
-                temperature=0.0,
+                temperature=request.temperature,
                 stop=list(request.stop) or None,
-                seed=self.config.seed,
+                seed=request.seed,
                 logprobs=True,
                 top_logprobs=request.alternatives and request.alternatives + 1 or None,  # the chosen one too
                 extra_body=_continuation(request),
