@@ -61,7 +61,7 @@ class FakeGitHub:
     installation_id: int
     repo: str  # owner/name
     pulls: dict[int, PullRequest] = field(default_factory=dict)
-    contents: dict[tuple[str, str], str] = field(default_factory=dict)  # (ref, path) -> text
+    contents: dict[tuple[str, str], str | bytes] = field(default_factory=dict)  # (ref, path) -> text
     compares: dict[tuple[str, str], list[dict]] = field(default_factory=dict)  # (base, head) -> files
     tokens: set[str] = field(default_factory=set)
     requests: list[tuple[str, str]] = field(default_factory=list)
@@ -397,11 +397,12 @@ def create_github_app(gh: FakeGitHub) -> FastAPI:
                 text, sha = git(gh.git, "cat-file", "blob", entry[2]), entry[2]
         if text is None:
             return error(404, "Not Found")
-        if len(text.encode()) > MAX_CONTENTS_BYTES:  # GitHub: 1-100 MB files come without content
+        raw = text if isinstance(text, bytes) else text.encode()  # bytes: a file in another encoding
+        if len(raw) > MAX_CONTENTS_BYTES:  # GitHub: 1-100 MB files come without content
             return ok({**about, "type": "file", "encoding": "none", "content": "", "sha": sha,
-                       "size": len(text.encode())})
-        return ok({**about, "type": "file", "encoding": "base64", "sha": sha, "size": len(text.encode()),
-                   "content": base64.b64encode(text.encode()).decode()})
+                       "size": len(raw)})
+        return ok({**about, "type": "file", "encoding": "base64", "sha": sha, "size": len(raw),
+                   "content": base64.b64encode(raw).decode()})
 
     @app.get(prefix + "/git/blobs/{sha}")
     def get_blob(sha: str):

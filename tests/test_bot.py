@@ -471,6 +471,13 @@ def test_a_permanent_error_fails_the_job_at_once_with_what_to_change(github, sto
     assert told["body"].startswith("Revisor could not answer: .github/revisor.yml: include: must be a list")
     with pytest.raises(RevisorError, match=r"include: must be a list, e.g. include: \['src/\*\*'\]"):
         RepoConfig.parse('include: "src/**"\n')
+    gh.contents[("master", ".github/revisor.yml")] = "include: ['src/**']  # caf\u00e9\n".encode("latin-1")
+    store.enqueue("p2", "pull_request_review_comment", json.dumps(s.review_comment_payload(
+        comment_id=s.COMMENT_ID + 1)).encode())
+    gh.pulls[s.PR].review_comments.append(s.human_comment(comment_id=s.COMMENT_ID + 1))
+    assert worker.run_once() and store.counts() == {"failed": 2}
+    [told] = s.replies(gh, s.COMMENT_ID + 1)
+    assert told["body"].startswith("Revisor could not answer: .github/revisor.yml is not UTF-8 text")
 
 
 def test_a_model_server_that_is_down_delays_the_job_and_loses_nothing(github, store):
@@ -694,6 +701,8 @@ def test_worker_counts_github_errors_the_retry_policy_did_not(github, sqlite_sto
         sqlite_store.enqueue(f"z{status}", "pull_request_review_comment", body + b" " * status)
         assert Worker(sqlite_store, lambda: h, failing(status), 30).run_once()
     assert (count("404"), count("502")) == (before[0] + 1, before[1])  # a 502 was counted as retried
+    statuses = dict(sqlite_store._db().execute("SELECT delivery_id, status FROM deliveries").fetchall())
+    assert statuses == {"z404": "failed", "z502": "queued"}  # a 404 is the same next time: no retry
 
 
 def test_a_mention_inside_a_thread_is_answered_in_that_thread(github):

@@ -198,7 +198,10 @@ class PullRequestAPI:
             if error.status == 404:
                 return None
             raise
-        return content.decoded_content.decode("utf-8")  # type: ignore[union-attr]
+        try:
+            return content.decoded_content.decode("utf-8")  # type: ignore[union-attr]
+        except UnicodeDecodeError:
+            raise RevisorError(f"{CONFIG_PATH} is not UTF-8 text: save it as UTF-8") from None
 
     def posted_fingerprints(self) -> set[str]:
         """Fingerprints hidden in what Revisor already posted on this pull request."""

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 
 from github import GithubException
+from openai import BadRequestError
 
 from revisor.bot.github import RETRIED_STATUSES
 from revisor.bot.handlers import Handlers, ReviewContext
@@ -26,6 +27,21 @@ def retry_after_seconds(error: Exception) -> float | None:
     if headers.get("x-ratelimit-remaining") == "0" and str(headers.get("x-ratelimit-reset", "")).isdigit():
         return max(0.0, float(headers["x-ratelimit-reset"]) - time.time())
     return None
+
+
+PERMANENT_STATUSES = (400, 404, 410, 422)
+"""GitHub's answers that the same request will get again: a pull request or file gone, a request
+GitHub refuses as it stands."""
+
+
+def permanent(error: Exception) -> bool:
+    """Whether running the job again would meet the same error: a bad `.github/revisor.yml`, a
+    pull request GitHub no longer has, a prompt the model server refuses (400)."""
+    if isinstance(error, TransientError):
+        return False
+    if isinstance(error, RevisorError | BadRequestError):
+        return True
+    return isinstance(error, GithubException) and error.status in PERMANENT_STATUSES
 
 
 def pull_request_number(payload: dict) -> int:
@@ -58,17 +74,15 @@ class Worker:
                                 lambda key: locked(self.store, key, self.lease_seconds), self.store)
             outcome = self._handlers.handle(ctx)
         except Exception as error:  # noqa: BLE001 - recorded on the job
-            if isinstance(error, RevisorError) and not isinstance(error, TransientError):
-                # A bad .github/revisor.yml, say: the same again next time.
+            if isinstance(error, GithubException) and error.status not in RETRIED_STATUSES:
+                GITHUB_ERRORS.labels(str(error.status)).inc()  # the retry policy counted the others
+            if permanent(error):
                 logger.error("job failed for good, nothing will change by retrying it: %s", error)
                 JOBS.labels(job.event, "error").inc()
-                self.store.finish(job, str(error), retry=False)
+                self.store.finish(job, f"{type(error).__name__}: {error}", retry=False)
                 return True
             delay = backoff_seconds(job.attempts, retry_after_seconds(error))
             logger.exception("job failed (attempt %d); next attempt in %.0f s", job.attempts, delay)
-            # Answers the retry policy retried were counted there.
-            if isinstance(error, GithubException) and error.status not in RETRIED_STATUSES:
-                GITHUB_ERRORS.labels(str(error.status)).inc()
             JOBS.labels(job.event, "error").inc()
             self.store.finish(job, f"{type(error).__name__}: {error}", delay=delay)
         else:
