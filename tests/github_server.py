@@ -71,6 +71,7 @@ class FakeGitHub:
     reactions: list[dict] = field(default_factory=list)  # {"kind", "comment_id", "content", "user"}
     per_page_cap: int = 2  # small pages, so pagination is exercised
     slow_paths: dict[str, float] = field(default_factory=dict)  # path suffix -> seconds to wait
+    failing_paths: dict[str, int] = field(default_factory=dict)  # path suffix -> status answered
     git: Path | None = None  # a repository whose commits the pull requests' commits are
     rate_limit_next: list[str] = field(default_factory=list)  # "primary" / "secondary" limits to hit next
     rate_limited: list[str] = field(default_factory=list)  # the kind of limit of each 403 answered
@@ -160,6 +161,9 @@ def create_github_app(gh: FakeGitHub) -> FastAPI:
                 await asyncio.sleep(seconds)
         if gh.fail_next:
             return error(gh.fail_next.pop(0), "Server Error")
+        for suffix, status in gh.failing_paths.items():
+            if request.url.path.endswith(suffix):
+                return error(status, "Forbidden")
         as_app = request.url.path.startswith("/app/") or request.url.path == f"{prefix}/installation"
         limited = None if as_app else rate_limited(gh)
         if limited is not None:

@@ -365,14 +365,20 @@ def test_failed_deliveries_are_listed_from_github_and_sent_again(github):
 
     gh.hook_deliveries = [attempt(1, "old", 502, 30), attempt(2, "a", 502, 5), attempt(3, "b", 0, 4),
                           attempt(4, "c", 202, 3), attempt(5, "e", 500, 3), attempt(6, "a", 202, 2),
-                          attempt(7, "e", 503, 1)]  # oldest first; "a" went through on its second try
+                          attempt(7, "e", 503, 1), attempt(8, "bad", 400, 1), attempt(9, "f", 502, 0.5)]
+    # oldest first; "a" went through on its second try; "bad" was refused as malformed
     env = {"GITHUB_APP_ID": s.APP_ID, "GITHUB_APP_PRIVATE_KEY": key, "GITHUB_API_URL": url}
-    result = revisor("deliveries", "--redeliver", env=env)
+    result = revisor("deliveries", "--redeliver", "--limit", "2", "--pace", "0", env=env)
     out = result.stdout.decode()
     assert result.returncode == 0, result.stderr.decode()
-    assert [line.split()[0] for line in out.splitlines()[:-1]] == ["e", "b"]
-    assert "2 deliveries of the last 24 h sent again" in out
-    assert gh.redelivered == [7, 3]  # the latest attempt of each, never one that went through
+    assert [line.split()[0] for line in out.splitlines()[:-1]] == ["f", "bad", "e", "b"]
+    assert "refused on purpose: not sent again" in out.splitlines()[1]
+    assert "2 of 4 failed deliveries of the last 24 h sent again" in out
+    assert gh.redelivered == [9, 7]  # the latest attempt of each, never one that went through
+    gh.failing_paths["/deliveries/7/attempts"] = 403  # refused part-way: it says how many went out
+    result = revisor("deliveries", "--redeliver", "--pace", "0", env=env)
+    assert result.returncode == 1 and "1 of 4 failed deliveries" in result.stdout.decode()
+    assert revisor("deliveries", "--hours", "100", env=env).returncode == 2  # GitHub keeps three days
 
 
 def test_jobs_of_one_installation_share_its_token(github):

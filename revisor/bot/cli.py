@@ -383,15 +383,25 @@ def report(output_format: str) -> None:
         click.echo()
 
 
+REFUSED_ON_PURPOSE = (400, 413)
+"""The service's answers to deliveries it will refuse again (malformed, too large)."""
+
+
 @cli.command()
-@click.option("--hours", default=24, show_default=True, type=click.IntRange(1, 720),
-              help="How far back to look (GitHub keeps a delivery log of 30 days).")
+@click.option("--hours", default=24, show_default=True, type=click.IntRange(1, 72),
+              help="How far back to look (GitHub redelivers deliveries of the last three days).")
 @click.option("--redeliver", is_flag=True, help="Ask GitHub to send each failed delivery again.")
-def deliveries(hours: int, redeliver: bool) -> None:
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1),
+              help="Send at most this many again.")
+@click.option("--pace", default=1.0, show_default=True, type=click.FloatRange(0),
+              help="Seconds between two requests to send again (GitHub limits how fast an App writes).")
+def deliveries(hours: int, redeliver: bool, limit: int, pace: float) -> None:
     """The App's webhook deliveries that no attempt delivered (the service was down, slow or
     answered an error), from GitHub's log of them; --redeliver has GitHub send them again, and
-    the service takes each once. Reads GITHUB_APP_ID, GITHUB_APP_PRIVATE_KEY (or
+    the service takes each once. Deliveries the service refused on purpose (400: malformed, 413:
+    too large) are listed but not sent again. Reads GITHUB_APP_ID, GITHUB_APP_PRIVATE_KEY (or
     GITHUB_APP_PRIVATE_KEY_PATH) and GITHUB_API_URL."""
+    import time
     from datetime import UTC, datetime, timedelta
 
     from revisor.bot.config import GitHubSettings, read_env
@@ -399,15 +409,25 @@ def deliveries(hours: int, redeliver: bool) -> None:
     from revisor.bot.github import redeliver as send_again
 
     integration = app_integration(read_env(GitHubSettings))
+    sent = 0
     with github_errors("are GITHUB_APP_ID and its key right?"):
         failed = failed_deliveries(integration, datetime.now(UTC) - timedelta(hours=hours))
-        for d in failed:
-            event = d["event"] + (f"/{d['action']}" if d.get("action") else "")
-            click.echo(f"{d['guid']}  {event}  {d['status_code']} {d['status']}  {d['delivered_at']}")
+        try:
+            for d in failed:
+                event = d["event"] + (f"/{d['action']}" if d.get("action") else "")
+                refused = d["status_code"] in REFUSED_ON_PURPOSE
+                note = "  (refused on purpose: not sent again)" if redeliver and refused else ""
+                click.echo(f"{d['guid']}  {event}  {d['status_code']} {d['status']}  {d['delivered_at']}"
+                           + note)
+                if redeliver and not refused and sent < limit:
+                    time.sleep(pace if sent else 0)
+                    send_again(integration, d["id"])
+                    sent += 1
+        finally:  # a rate limit part-way still says how many went out
             if redeliver:
-                send_again(integration, d["id"])
-    verb = "sent again" if redeliver else "failed"
-    click.echo(f"{len(failed)} deliver{'y' if len(failed) == 1 else 'ies'} of the last {hours} h {verb}")
+                click.echo(f"{sent} of {len(failed)} failed deliveries of the last {hours} h sent again")
+    if not redeliver:
+        click.echo(f"{len(failed)} deliver{'y' if len(failed) == 1 else 'ies'} of the last {hours} h failed")
 
 
 @cli.command()
