@@ -40,6 +40,36 @@ def test_the_likeliest_path_off_the_greedy_answer_is_taken():
     assert (later.kept, later.prefix, later.token) == (5, "x = 0\nprint(x)\n", "pass")
 
 
+def test_the_departure_is_the_one_a_search_of_every_path_finds_on_long_random_answers():
+    """Linear in the answer's length, and the same choice as weighing every full path anew."""
+    import random
+
+    from revisor.model.departure import END_OF_TURN, truncate_at_stop
+
+    def searched(completion: Completion, stop) -> tuple | None:
+        answer = "".join((completion.text + stop[0]).split())
+        found = []
+        for kept in range(len(completion.steps)):
+            prefix = "".join(step.token for step in completion.steps[:kept])
+            path = sum(step.logprob for step in completion.steps[:kept])
+            for token, logprob in completion.steps[kept].alternatives:
+                text = prefix + token
+                if (token and not END_OF_TURN.fullmatch(token) and truncate_at_stop(text, stop) == text
+                        and not answer.startswith("".join(text.split()))):
+                    found.append((path + logprob, -kept, kept, token))
+        return max(found)[2:] if found else None
+
+    rng = random.Random(7)
+    pieces = ["x", " = ", "0", "\n", "print(", ")", " ", "`", "``", "count", "<|im_end|>", "\n\n", "y"]
+    for _ in range(200):
+        steps = tuple(Step(rng.choice(pieces), -rng.random(),
+                           tuple((rng.choice(pieces), -3 * rng.random()) for _ in range(rng.randint(0, 3))))
+                      for _ in range(rng.randint(1, 30)))
+        completion = greedy(*steps)
+        found = likeliest_departure(completion, STOP)
+        assert (None if found is None else (found.kept, found.token)) == searched(completion, STOP)
+
+
 def test_no_departure_without_alternatives_or_when_all_lead_back():
     assert likeliest_departure(greedy(Step("x = 0", -0.1), Step("\n", 0.0)), STOP) is None
     back = greedy(Step("x = 0", -0.1, ((" x", -0.2), ("x =", -0.5))), Step("\n", 0.0))

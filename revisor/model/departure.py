@@ -40,23 +40,34 @@ def likeliest_departure(completion: Completion, stop: Sequence[str]) -> Departur
 
     Other tokens that only split or space the greedy answer differently lead back to it and do
     not count, nor do ones that end the answer (a stop string, the end of the turn). None where
-    the engine reported no alternatives.
+    the engine reported no alternatives. Linear in the answer's length: what is known of the
+    kept steps (where they are in the squashed answer, whether a stop string is in them) is
+    carried from step to step, not computed again for every other token.
     """
     answer = _squashed(completion.text + (stop[0] if stop else ""))
+    reach = max((len(s) for s in stop), default=1) - 1  # how far back a stop string can start
     best: tuple[float, Departure] | None = None
     prefix, path = "", 0.0
+    squashed, on_answer, stopped = 0, True, False  # the kept steps: squashed length, still the answer?
     for kept, step in enumerate(completion.steps):
+        tail = prefix[max(0, len(prefix) - reach) :] if reach else ""
         for token, logprob in step.alternatives:
-            text = prefix + token
-            if not token or END_OF_TURN.fullmatch(token) or truncate_at_stop(text, stop) != text:
+            if not token or END_OF_TURN.fullmatch(token) or stopped or _holds_stop(tail + token, stop):
                 continue
-            if answer.startswith(_squashed(text)):
+            if on_answer and answer.startswith(_squashed(token), squashed):
                 continue
             if best is None or path + logprob > best[0]:
                 best = (path + logprob, Departure(kept, prefix, token, logprob))
+        stopped = stopped or _holds_stop(tail + step.token, stop)
+        on_answer = on_answer and answer.startswith(_squashed(step.token), squashed)
+        squashed += len(_squashed(step.token))
         prefix += step.token
         path += step.logprob
     return best[1] if best else None
+
+
+def _holds_stop(text: str, stop: Sequence[str]) -> bool:
+    return truncate_at_stop(text, stop) != text
 
 
 def continuation(request: ChatRequest, departure: Departure) -> ChatRequest:
