@@ -116,6 +116,8 @@ def rate_limited(gh: FakeGitHub) -> JSONResponse | None:
 GIT_STATUS = {"A": "added", "M": "modified", "D": "removed", "R": "renamed", "C": "copied", "T": "changed"}
 
 
+MAX_BODY_CHARS = 65_536
+"""GitHub's limit on the body of a comment or review."""
 MAX_CONTENTS_BYTES = 2**20
 """The largest file whose text GitHub's contents endpoint includes; larger ones need the blob."""
 
@@ -348,6 +350,10 @@ def create_github_app(gh: FakeGitHub) -> FastAPI:
         if isinstance(pull, JSONResponse):
             return pull
         data = await request.json()
+        if len(data.get("body") or "") > MAX_BODY_CHARS:
+            too_long = {"field": "body", "code": "custom",
+                        "message": "body is too long (maximum is 65536 characters)"}
+            return error(422, "Validation Failed", errors=[too_long])
         patches = {f["filename"]: f.get("patch") for f in pull.files}
         for comment in data.get("comments", []):
             hunks = target_lines(patches[comment["path"]]) if patches.get(comment.get("path")) else []

@@ -537,7 +537,7 @@ def test_config_comes_from_the_base_branch_only(github):
 
 def test_pull_request_review_is_one_call_with_placed_suggestions(github):
     gh = github[0]
-    h, engine = handlers(lambda code: code.upper())
+    h, engine = handlers(lambda code: code + "# revised\n")
     outcome = handle(github, "pull_request", s.pull_request_payload(), h)
     assert outcome.startswith("posted a review with")
     [review] = gh.pulls[s.PR].reviews
@@ -552,7 +552,7 @@ def test_pull_request_review_is_one_call_with_placed_suggestions(github):
 
 def test_synchronize_reviews_only_what_changed_since_the_last_reviewed_head(github):
     gh = github[0]
-    h, _ = handlers(lambda code: code.upper())
+    h, _ = handlers(lambda code: code + "# revised\n")
     handle(github, "pull_request", s.pull_request_payload(), h)
     new_head = "f" * 40
     gh.pulls[s.PR].head_sha = new_head
@@ -656,6 +656,12 @@ def test_a_422_from_github_keeps_the_comments_in_the_review_body(github):
     [review] = gh.pulls[s.PR].reviews
     assert "summary" in review["body"] and "```suggestion\nx\n```" in review["body"]
     assert "`` docs/`x`.txt:90-90 ``" in review["body"]  # the name's backticks cannot close the code span
+    many = [{**bad, "body": f"```suggestion\n{'x' * 3000}\n```"} for _ in range(30)]  # 90,000 characters
+    api.review(s.HEAD, "summary", many)
+    longest = gh.pulls[s.PR].reviews[-1]["body"]
+    assert len(longest) <= 65_536 and longest.startswith("summary\n\n")
+    assert longest.endswith("more proposed revision(s) left out: GitHub takes 65,536 characters at most in "
+                            "one review.")
 
 
 def test_bad_app_credentials_and_server_errors(github):
@@ -752,7 +758,7 @@ def test_on_demand_review_from_a_pull_request_conversation(github):
     gh = github[0]
     payload = review_command(gh)
     assert wanted("issue_comment", payload)
-    h, _ = handlers(lambda code: code.upper())
+    h, _ = handlers(lambda code: code + "# revised\n")
     assert handle(github, "issue_comment", payload, h).startswith("posted a review with")
     assert gh.pulls[s.PR].reviews[-1]["commit_id"] == s.HEAD
     assert [r["content"] for r in gh.reactions] == ["eyes"] and len(gh.pulls[s.PR].issue_comments) == 1
@@ -760,7 +766,7 @@ def test_on_demand_review_from_a_pull_request_conversation(github):
 
 def test_asked_to_review_with_nothing_confident_it_says_so_once_and_unasked_it_stays_quiet(github):
     gh = github[0]
-    engine = FakeEngine(lambda code: code.upper(), logprob=-1.0)
+    engine = FakeEngine(lambda code: code + "# revised\n", logprob=-1.0)
     h = Handlers(lambda strategy, adapter: Reviser(engine, ZeroShot(), min_confidence=0.5), "fake-model")
     assert handle(github, "pull_request", s.pull_request_payload(), h).startswith("no suggestions from")
     assert gh.pulls[s.PR].reviews == [] and gh.pulls[s.PR].issue_comments == []  # of its own accord

@@ -77,7 +77,7 @@ def test_unchanged_or_empty_answers_give_no_suggestion():
 
 
 def test_budget_reports_what_it_leaves_out_and_binary_files():
-    rev, engine = reviser(lambda code: code.upper())
+    rev, engine = reviser(lambda code: code + "# revised\n")
     diff = parse_diff(DEMO + BINARY)
     all_regions = diff.changed_regions()
     result = review(diff, rev, [], Budget(max_regions=1))

@@ -21,7 +21,7 @@ from urllib3.util import Retry
 from revisor.bot.config import GitHubSettings
 from revisor.bot.diff import Diff, parse_diff
 from revisor.bot.metrics import GITHUB_ERRORS
-from revisor.bot.placement import HEAD_MARKER, MARKER
+from revisor.bot.placement import HEAD_MARKER, MARKER, within_limit
 from revisor.model.errors import RevisorError
 from revisor.model.prompts import inline_code
 
@@ -239,5 +239,5 @@ class PullRequestAPI:
             if error.status != 422 or not comments:
                 raise
             GITHUB_ERRORS.labels("422").inc()
-            notes = "\n\n".join(f"{inline_code(lines_of(c))}\n{c['body']}" for c in comments)
-            self.pull.create_review(commit=commit, body=f"{body}\n\n{notes}", event="COMMENT")
+            notes = [f"{inline_code(lines_of(c))}\n{c['body']}" for c in comments]
+            self.pull.create_review(commit=commit, body=within_limit(body, notes), event="COMMENT")

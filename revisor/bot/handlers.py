@@ -28,6 +28,7 @@ from revisor.bot.placement import (
     plain_note,
     suggestion_body,
     unmarked,
+    within_limit,
 )
 from revisor.model.errors import DiffError, RevisorError
 from revisor.model.prompts import inline_code
@@ -324,8 +325,8 @@ class Handlers:
                    f"{len(comments)} revision(s).")
         if result.over_budget:
             summary += f" {len(result.over_budget)} region(s) were over the budget and not reviewed."
-        body = "\n\n".join([summary, *notes, self.footer(config)])
-        body += f"\n{marker(print_)}\n{head_marker(head_sha)}"
+        body = within_limit(summary, notes,
+                            f"\n\n{self.footer(config)}\n{marker(print_)}\n{head_marker(head_sha)}")
         if not ctx.post_once(print_, lambda: ctx.api.review(head_sha, body, comments)):
             return "already reviewed this head"
         SUGGESTIONS.labels("posted").inc(len(comments))

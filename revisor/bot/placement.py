@@ -72,6 +72,26 @@ def unmarked(text: str) -> str:
     return text
 
 
+MAX_BODY_CHARS = 65_536
+"""GitHub refuses a comment or review whose body is longer."""
+
+
+def within_limit(head: str, notes: list[str], tail: str = "") -> str:
+    """`head`, as many of `notes` as GitHub's limit leaves room for, a line for the rest, and
+    `tail` (the footer and markers, which must stay)."""
+    kept: list[str] = []
+    room = MAX_BODY_CHARS - len(head) - len(tail) - 200  # the line saying what was left out
+    for note in notes:
+        if len(note) + 2 > room:
+            break
+        kept.append(note)
+        room -= len(note) + 2
+    if left := len(notes) - len(kept):
+        kept.append(f"{left} more proposed revision(s) left out: GitHub takes {MAX_BODY_CHARS:,} characters "
+                    "at most in one review.")
+    return "\n\n".join([head, *kept]) + tail
+
+
 def suggestion_body(suggestion: Suggestion, footer: str, print_: str) -> str:
     return f"{fenced(unmarked(suggestion.replacement), 'suggestion')}\n\n{footer}\n{marker(print_)}"
 
