@@ -743,6 +743,38 @@ def test_repositories_choose_adapters_the_service_offers():
         h.reviser(RepoConfig.parse("adapter: team-b\n"))
 
 
+def test_worker_threads_asking_at_once_share_one_engine_and_one_index(tmp_path, monkeypatch):
+    import threading
+
+    from revisor.bot.service import build_handlers
+    from revisor.model import retrieval
+    from revisor.model.settings import ModelSettings
+
+    built, original = [], retrieval.BM25Retriever.__init__
+
+    def slow_index(self, *args, **kwargs):  # as building a large pool's index takes seconds
+        built.append(self)
+        time.sleep(0.5)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(retrieval.BM25Retriever, "__init__", slow_index)
+    monkeypatch.setenv("REVISOR_HOME", str(tmp_path))
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text("".join(json.dumps({"old": f" x = {i}", "new": f" y = {i}", "review": "rename x"}) + "\n"
+                            for i in range(5)))
+    settings = ModelSettings(engine="openai", base_url="http://127.0.0.1:9/v1", model="base", pool=str(pool))
+    h = build_handlers(settings, "revisor", adapters=("team-a",))
+    config = RepoConfig.parse("adapter: team-a\nstrategy: few-shot\n")
+    revisers = []
+    threads = [threading.Thread(target=lambda: revisers.append(h.reviser(config))) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(built) == 1 and len({id(r) for r in revisers}) == 1
+    assert revisers[0].engine.description == "team-a"
+
+
 def review_command(gh) -> dict:
     """`/revisor review` in the pull request's conversation, a comment GitHub holds."""
     payload = s.fixture_payload("issue_comment/created.with-installation.payload.json")

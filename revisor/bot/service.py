@@ -62,8 +62,14 @@ def build_handlers(model: ModelSettings, bot_name: str, adapters: tuple[str, ...
     """Handlers with one engine per adapter, shared by every prompt strategy a repository may
     choose; `adapters` are the LoRA modules of the openai engine's server repositories may choose."""
     engines = {None: MeteredEngine(build_engine(model))}
+    building = threading.Lock()  # worker threads asking at once get one engine and one index
 
     def reviser(strategy: str, adapter: str | None) -> Reviser:
+        with building:
+            return built(strategy, adapter)
+
+    @functools.cache
+    def built(strategy: str, adapter: str | None) -> Reviser:
         if adapter is not None and adapter not in adapters:
             raise RevisorError(f"adapter {adapter!r} in .github/revisor.yml is not offered by this "
                                f"service (REVISOR_ADAPTERS: {', '.join(adapters) or 'none'})")
@@ -78,7 +84,7 @@ def build_handlers(model: ModelSettings, bot_name: str, adapters: tuple[str, ...
         for each in engines.values():
             each.close()
 
-    return Handlers(functools.cache(reviser), engines[None].description, bot_name, model.strategy, close)
+    return Handlers(reviser, engines[None].description, bot_name, model.strategy, close)
 
 
 @functools.cache
