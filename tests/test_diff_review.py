@@ -87,3 +87,20 @@ def test_budget_reports_what_it_leaves_out_and_binary_files():
     few_tokens = review(parse_diff(DEMO), reviser(lambda c: c.upper())[0], [], Budget(max_tokens=5))
     assert few_tokens.regions_reviewed == 0
     assert few_tokens.over_budget[0][1] == "over --max-tokens 5"
+
+
+def test_a_file_renamed_without_changes_is_not_reported_as_binary():
+    from types import SimpleNamespace
+
+    from revisor.bot.github import file_patch_diff
+
+    def changed(name: str, status: str, patch: str | None, changes: int, before: str | None = None):
+        return SimpleNamespace(filename=name, previous_filename=before, status=status, patch=patch,
+                               changes=changes)
+
+    files = [changed("app/new.py", "renamed", None, 0, "app/old.py"),
+             changed("logo.png", "modified", None, 0),
+             changed("app/x.py", "modified", "@@ -1 +1 @@\n-x = 1\n+x = 2", 2)]
+    diff = parse_diff(file_patch_diff(files))
+    assert diff.binary_files == ["logo.png"]
+    assert [r.path for r in diff.changed_regions()] == ["app/x.py"]

@@ -119,6 +119,8 @@ def file_patch_diff(files) -> str:
         new = "/dev/null" if f.status == "removed" else f"b/{f.filename}"
         header = f"diff --git a/{f.previous_filename or f.filename} b/{f.filename}\n"
         if not f.patch:
+            if f.status == "renamed" and not f.changes:  # moved as it was: nothing to review
+                continue
             parts.append(f"{header}Binary files {old} and {new} differ\n")
             continue
         parts.append(f"{header}--- {old}\n+++ {new}\n{f.patch.rstrip(chr(10))}\n")
