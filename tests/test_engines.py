@@ -182,3 +182,20 @@ def test_sampled_prompts_longer_than_one_prefill_step_are_answered_in_process(vl
     sampled = [ChatRequest(messages, 4, temperature=1.0, seed=seed) for seed in range(1, 9)]
     completions = vllm_engine.generate(sampled)
     assert all(c.prompt_tokens > 600 and 0 < c.output_tokens <= 4 for c in completions)
+
+
+def test_the_in_process_engine_answers_threads_one_at_a_time(vllm_engine):
+    # The bot's worker threads share one engine; vLLM's LLM is not safe to call from two at once.
+    import threading
+
+    expected = [c.text for c in vllm_engine.generate(requests())]
+    answers: list[list[str]] = []
+    def answer() -> None:
+        answers.append([c.text for c in vllm_engine.generate(requests())])
+
+    threads = [threading.Thread(target=answer) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert answers == [expected] * 3
