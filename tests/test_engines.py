@@ -164,8 +164,8 @@ def test_every_engine_samples_at_a_temperature_and_repeats_a_seed(vllm_engine, v
 
     served = OpenAIEngine(EngineConfig(model=SERVED_NAME, base_url=vllm_server, concurrency=1))
     engines = [vllm_engine, served, TransformersEngine(EngineConfig(model=embedded_model, batch_size=1))]
-    greedy = requests()[0]
-    sampled = [replace(greedy, temperature=1.0, seed=seed, alternatives=0) for seed in (1, 2, 3)]
+    greedy = replace(requests()[0], max_tokens=24)
+    sampled = [replace(greedy, temperature=1.0, seed=seed, alternatives=0) for seed in (1, 2)]
     for engine in engines:
         first, again = engine.generate(sampled), engine.generate(sampled)
         assert [c.text for c in first] == [c.text for c in again]  # a seed gives its answer again

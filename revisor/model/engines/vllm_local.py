@@ -17,14 +17,14 @@ VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 
 CPU_SETTINGS = {
     "VLLM_CPU_KVCACHE_SPACE": "2",
-    "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
     "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
 }
 """vLLM's settings for an in-process engine on a CPU, unless the environment sets them: a 2 GiB KV
-cache (vLLM's default takes most of the memory, and allocating it takes seconds), and the engine in
-this process on every core. By default vLLM runs its scheduler in a process of its own and keeps a
-core for it: on a 2-core machine the model had one. With these, the default model's engine start on
-the dev split went from 36 s to 13 s and its output from 91 to 156 tokens/s (docs/benchmark.md)."""
+cache (vLLM's default takes most of the memory, and allocating it takes seconds), and the model on
+every core: by default vLLM keeps a core for its scheduler process, which on a 2-core machine left
+the model one (docs/benchmark.md, "Speed on a CPU"). vLLM's engine stays in a process of its own:
+run in this one (`VLLM_ENABLE_V1_MULTIPROCESSING=0`) it starts faster, but a second engine in the
+same process then failed in vLLM 0.32's kernel registration."""
 
 
 class VLLMEngine:
