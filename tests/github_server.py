@@ -77,6 +77,8 @@ class FakeGitHub:
     rate_limited: list[str] = field(default_factory=list)  # the kind of limit of each 403 answered
     limit_kind: str = ""
     limit_until: float = 0.0
+    pushes: dict[str, tuple[str, list[dict]]] = field(default_factory=dict)  # path suffix -> (head, files)
+    # of a push that lands once a request to that path was answered
     hook_deliveries: list[dict] = field(default_factory=list)  # the App's webhook deliveries, oldest first
     redelivered: list[int] = field(default_factory=list)  # ids of deliveries asked to be sent again
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1000))
@@ -116,6 +118,8 @@ def rate_limited(gh: FakeGitHub) -> JSONResponse | None:
 GIT_STATUS = {"A": "added", "M": "modified", "D": "removed", "R": "renamed", "C": "copied", "T": "changed"}
 
 
+BASE_SHA = "0" * 40
+"""The base branch's head of every pull request."""
 MAX_BODY_CHARS = 65_536
 """GitHub's limit on the body of a comment or review."""
 MAX_CONTENTS_BYTES = 2**20
@@ -186,6 +190,9 @@ def create_github_app(gh: FakeGitHub) -> FastAPI:
             if scheme.lower() not in ("token", "bearer") or token not in gh.tokens:
                 return error(401, "Bad credentials")
         response = await call_next(request)
+        for suffix in [s for s in gh.pushes if request.url.path.endswith(s)]:  # a push lands
+            pull = gh.pulls[int(request.url.path.split("/pulls/")[1].split("/")[0])]
+            pull.head_sha, pull.files = gh.pushes.pop(suffix)
         wrote = request.method == "POST" and not as_app and not request.url.path.endswith("/reactions")
         if wrote and gh.fail_after_write and response.status_code < 300:
             return error(gh.fail_after_write.pop(0), "Server Error")  # done, but the client cannot know
@@ -248,7 +255,7 @@ def create_github_app(gh: FakeGitHub) -> FastAPI:
                 "issue_url": f"{gh.base(request)}{prefix}/issues/{pull.number}",
                 "created_at": pull.created_at, "updated_at": pull.updated_at,
                 "head": {"sha": pull.head_sha, "ref": "feature"},
-                "base": {"sha": "0" * 40, "ref": pull.base_ref, "repo": repo_json(request)}}
+                "base": {"sha": BASE_SHA, "ref": pull.base_ref, "repo": repo_json(request)}}
 
     @app.get(prefix + "/installation")
     def repo_installation():
@@ -354,7 +361,9 @@ def create_github_app(gh: FakeGitHub) -> FastAPI:
             too_long = {"field": "body", "code": "custom",
                         "message": "body is too long (maximum is 65536 characters)"}
             return error(422, "Validation Failed", errors=[too_long])
-        patches = {f["filename"]: f.get("patch") for f in pull.files}
+        at_head = data.get("commit_id") in (None, pull.head_sha)  # lines are those of the review's commit
+        files = pull.files if at_head else gh.compares.get((BASE_SHA, data["commit_id"]), [])
+        patches = {f["filename"]: f.get("patch") for f in files}
         for comment in data.get("comments", []):
             hunks = target_lines(patches[comment["path"]]) if patches.get(comment.get("path")) else []
             start = comment.get("start_line") or comment.get("line")

@@ -17,7 +17,7 @@ from revisor.bot.app import create_app, valid_signature
 from revisor.bot.config import RepoConfig
 from revisor.bot.github import PullRequestAPI, app_client
 from revisor.bot.handlers import Handlers, ReviewContext, wanted
-from revisor.bot.jobs import MAX_ATTEMPTS, RedisJobStore, SQLiteJobStore, backoff_seconds
+from revisor.bot.jobs import MAX_ATTEMPTS, RedisJobStore, SQLiteJobStore, backoff_seconds, locked
 from revisor.bot.metrics import REGISTRY
 from revisor.bot.placement import fingerprint, head_marker, marker, unmarked
 from revisor.bot.worker import Worker, retry_after_seconds
@@ -28,7 +28,7 @@ from tests import bot_scenario as s
 from tests.conftest import shared_path
 from tests.fakes import FakeEngine
 from tests.fuzz import fuzzed_deliveries
-from tests.github_server import ServerThread, create_github_app, new_app_key
+from tests.github_server import BASE_SHA, ServerThread, create_github_app, new_app_key
 from tests.servers import wait_until
 
 CONTEXT_MANAGER = "```python\nwith open(path, 'w') as f:\n    f.write(json.dumps(settings))\n```"
@@ -193,6 +193,16 @@ def test_a_failed_job_waits_its_backoff_before_it_runs_again(store):
     assert 395 < retry_after_seconds(limited) <= 400
     assert retry_after_seconds(GithubException(429, {}, {"Retry-After": "90"})) == 90
     assert retry_after_seconds(ValueError("no headers")) is None
+
+
+def test_a_lock_is_held_however_long_its_holder_takes(store):
+    with locked(store, "owner/repo#1", seconds=0.3):
+        time.sleep(1.0)  # three times the lock's time: renewed meanwhile
+        assert not store.try_lock("owner/repo#1", "another worker", 0.3)
+    assert store.try_lock("owner/repo#1", "another worker", 0.3)  # released at once
+    assert not store.try_lock("owner/repo#1", "a third", 0.3)
+    time.sleep(0.4)
+    assert store.try_lock("owner/repo#1", "a third", 0.3)  # a dead holder's lock runs out
 
 
 def test_failed_jobs_are_listed_and_queued_again(store):
@@ -522,6 +532,29 @@ def test_answers_on_one_pull_request_are_capped(github):
     assert len(engine.requests) == 1 and len(s.replies(gh)) == 1
 
 
+def test_two_jobs_at_once_never_both_take_the_last_answer_allowed(github, store):
+    gh, key, url = github
+    gh.contents[("master", ".github/revisor.yml")] += "max_answers_per_pull_request: 1\n"
+    gh.pulls[s.PR].review_comments.append(s.human_comment(comment_id=78))
+
+    def slow_answer(code):  # both jobs are past their first check before either posts
+        time.sleep(0.5)
+        return CONTEXT_MANAGER
+
+    h, _ = handlers(slow_answer)
+    for comment in (s.COMMENT_ID, 78):  # two comments, one answer left
+        assert store.enqueue(f"c{comment}", "pull_request_review_comment",
+                             json.dumps(s.review_comment_payload(comment_id=comment)).encode())
+    workers = [Worker(store, lambda: h, lambda payload: open_api(url, key, payload), 30) for _ in range(2)]
+    threads = [threading.Thread(target=w.run_once) for w in workers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert store.counts() == {"done": 2}
+    assert len(s.replies(gh)) + len(s.replies(gh, 78)) == 1
+
+
 def test_config_comes_from_the_base_branch_only(github):
     gh, key, url = github
     api = open_api(url, key, s.review_comment_payload())
@@ -548,6 +581,20 @@ def test_pull_request_review_is_one_call_with_placed_suggestions(github):
     assert {(c["path"], c.get("start_line"), c["line"]) for c in suggestions} == {
         ("app/storage.py", 10, 20), ("docs/0.txt", None, 2), ("docs/1.txt", None, 2), ("docs/2.txt", None, 2)}
     assert handle(github, "pull_request", s.pull_request_payload(), h) == "already reviewed this head"
+
+
+def test_a_push_while_the_files_are_read_leaves_the_review_on_the_head_it_was_asked_for(github):
+    gh = github[0]
+    gh.compares[(BASE_SHA, s.HEAD)] = list(gh.pulls[s.PR].files)  # the asked-for head's diff
+    pushed = [{"filename": "app/new.py", "status": "added", "patch": "@@ -0,0 +1,1 @@\n+x = 1"}]
+    gh.pushes["/files"] = ("f" * 40, pushed)  # lands once the first page of files was read
+    h, _ = handlers(lambda code: code + "# revised\n")
+    outcome = handle(github, "pull_request", s.pull_request_payload(), h)
+    assert outcome == "posted a review with 4 suggestion(s)"
+    [review] = gh.pulls[s.PR].reviews
+    assert review["commit_id"] == s.HEAD
+    suggestions = [c for c in gh.pulls[s.PR].review_comments if c.get("pull_request_review_id")]
+    assert {c["path"] for c in suggestions} == {"app/storage.py", "docs/0.txt", "docs/1.txt", "docs/2.txt"}
 
 
 def test_synchronize_reviews_only_what_changed_since_the_last_reviewed_head(github):
@@ -591,7 +638,7 @@ def test_a_comment_on_an_earlier_commit_revises_that_commits_lines(github):
     earlier = "e" * 40
     shifted = ("@@ -1,3 +1,3 @@\n def save_settings(path, settings):\n-    old = 1\n+    kept = 2\n"
                "     return kept\n")
-    gh.compares[("0" * 40, earlier)] = [{"filename": "app/storage.py", "status": "modified",
+    gh.compares[(BASE_SHA, earlier)] = [{"filename": "app/storage.py", "status": "modified",
                                          "patch": shifted}]
     h, engine = handlers(lambda code: code.replace("kept = 2", "kept = 3"))
     on_earlier = s.review_comment_payload()

@@ -180,10 +180,14 @@ class PullRequestAPI:
         return parse_diff(file_patch_diff(self.pull.get_files()))
 
     def diff_at(self, commit: str | None) -> Diff:
-        """The pull request's diff as it was at `commit` (a comment's `commit_id`): its lines
-        number that commit's files, not the head's once the head has moved on."""
-        if commit in (None, self.pull.head.sha):
-            return self.diff()
+        """The pull request's diff as it was at `commit` (a comment's `commit_id`, a review's head;
+        None: the head as this job read it). Its lines number that commit's files, even when a push
+        moves the head on while they are read: the pull request's files are the live head's."""
+        commit = commit or self.pull.head.sha
+        if commit == self.pull.head.sha:
+            diff = self.diff()
+            if self.repo.get_pull(self.pull.number).head.sha == commit:  # no push while reading
+                return diff
         return self.compare_diff(self.pull.base.sha, commit)
 
     def compare_diff(self, base_sha: str, head_sha: str) -> Diff:

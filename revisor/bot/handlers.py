@@ -113,6 +113,9 @@ def nothing_confident(result: ReviewResult) -> str:
     return text + "."
 
 
+CAPPED = "max_answers_per_pull_request reached: no more answers on this pull request"
+
+
 @dataclass
 class ReviewContext:
     """One delivery: its event, payload, the pull request's API and a logger tagged with its id."""
@@ -136,14 +139,18 @@ class ReviewContext:
         pull = self.payload.get("pull_request") or self.payload.get("issue") or {}
         return f"{self.repo}#{pull.get('number')}"
 
-    def post_once(self, print_: str, write: Callable[[], None]) -> bool:
-        """Write what carries fingerprint `print_` unless it is on the pull request already; one
-        job of the pull request at a time checks and writes, so two jobs never both post."""
+    def post_once(self, print_: str, write: Callable[[], None], cap: int | None = None) -> str | None:
+        """Write what carries fingerprint `print_` unless it is on the pull request already, or
+        `cap` answers are; None once written, else why not. One job of the pull request at a time
+        checks and writes, so two jobs never both post, nor both take the last answer allowed."""
         with self.lock(self.pull_key):
-            if print_ in self.api.posted_fingerprints():
-                return False
+            posted = self.api.posted_fingerprints()
+            if print_ in posted:
+                return "already answered"
+            if cap is not None and len(posted) >= cap:
+                return CAPPED
             write()
-            return True
+            return None
 
     def acknowledge(self) -> None:
         """An 👀 reaction on the comment that asked: seen, an answer follows. Never fails the job."""
@@ -242,8 +249,8 @@ class Handlers:
         body = f"{unmarked(text)}\n\n{self.footer(config)}\n{marker(print_)}"
         if ctx.event == "pull_request_review_comment":
             thread = comment.get("in_reply_to_id") or comment["id"]  # GitHub takes no reply to a reply
-            return ctx.post_once(print_, lambda: ctx.api.reply(thread, body))
-        return ctx.post_once(print_, lambda: ctx.api.comment(body))
+            return ctx.post_once(print_, lambda: ctx.api.reply(thread, body)) is None
+        return ctx.post_once(print_, lambda: ctx.api.comment(body)) is None
 
     def answer_comment(self, ctx: ReviewContext, config: RepoConfig) -> str:
         comment = ctx.payload["comment"]
@@ -263,7 +270,7 @@ class Handlers:
         if print_ in posted:
             return "already answered"
         if len(posted) >= config.max_answers_per_pull_request:
-            return "max_answers_per_pull_request reached: no more answers on this pull request"
+            return CAPPED
         try:
             diff = ctx.api.diff_at(comment.get("commit_id"))
             region = diff.region_at(path, start, end, context=CONTEXT_LINES)
@@ -279,8 +286,10 @@ class Handlers:
             return f"no suggestion: {outcome.reason}"
         suggestion = Suggestion(region, outcome.code, instruction, outcome.confidence)
         body = suggestion_body(suggestion, self.footer(config, outcome.confidence), print_)
-        if not ctx.post_once(print_, lambda: ctx.api.reply(thread, body)):
-            return "already answered"
+        refused = ctx.post_once(print_, lambda: ctx.api.reply(thread, body),
+                                config.max_answers_per_pull_request)
+        if refused:
+            return refused
         SUGGESTIONS.labels("posted").inc()
         ctx.record(self.posted(ctx, config, print_, comment.get("commit_id") or ctx.api.pull.head.sha,
                                suggestion))
@@ -298,10 +307,10 @@ class Handlers:
         if print_ in posted:
             return "already reviewed this head"
         if len(posted) >= config.max_answers_per_pull_request:
-            return "max_answers_per_pull_request reached: no more answers on this pull request"
+            return CAPPED
         if head_sha != ctx.api.pull.head.sha:  # its files are another commit's now
             return "the pull request has a newer head: the event for that head reviews it"
-        pull_diff = ctx.api.diff()
+        pull_diff = ctx.api.diff_at(head_sha)
         last = ctx.api.last_reviewed_head() if ctx.event == "pull_request" else None
         changed = ctx.api.compare_diff(last, head_sha) if last else pull_diff
         result = review(changed.filtered(config.wants), self.reviser(config), [],
@@ -327,8 +336,10 @@ class Handlers:
             summary += f" {len(result.over_budget)} region(s) were over the budget and not reviewed."
         body = within_limit(summary, notes,
                             f"\n\n{self.footer(config)}\n{marker(print_)}\n{head_marker(head_sha)}")
-        if not ctx.post_once(print_, lambda: ctx.api.review(head_sha, body, comments)):
-            return "already reviewed this head"
+        refused = ctx.post_once(print_, lambda: ctx.api.review(head_sha, body, comments),
+                                config.max_answers_per_pull_request)
+        if refused:
+            return refused
         SUGGESTIONS.labels("posted").inc(len(comments))
         for p in placed:
             location = p.suggestion.region.location

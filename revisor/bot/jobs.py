@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import random
 import socket
@@ -25,6 +26,8 @@ from uuid import uuid4
 
 from revisor.bot.outcomes import PostedSuggestion
 from revisor.model.errors import RevisorError
+
+log = logging.getLogger("revisor.jobs")
 
 MAX_ATTEMPTS = 5
 BACKOFF_BASE_S = 30.0
@@ -86,7 +89,7 @@ class JobStore(Protocol):
         ...
 
     def try_lock(self, key: str, holder: str, seconds: float) -> bool:
-        """Take the lock `key` for `seconds` unless someone else holds it."""
+        """Take the lock `key` for `seconds` unless someone else holds it; its holder renews it so."""
         ...
 
     def unlock(self, key: str, holder: str) -> None: ...
@@ -103,16 +106,31 @@ class JobStore(Protocol):
 
 @contextmanager
 def locked(store: JobStore, key: str, seconds: float = 60.0, wait_s: float = 120.0):
-    """Hold `key` across workers and machines while the body runs (waiting up to `wait_s` for it)."""
+    """Hold `key` across workers and machines while the body runs (waiting up to `wait_s` for it),
+    renewed every third of `seconds` however long the body takes: a write GitHub keeps waiting on
+    its rate limit must not let a second worker in."""
     holder = uuid4().hex
     deadline = time.monotonic() + wait_s
     while not store.try_lock(key, holder, seconds):
         if time.monotonic() > deadline:
             raise TimeoutError(f"{key} stayed locked for {wait_s:.0f} s")
         time.sleep(0.05)
+    done = threading.Event()
+
+    def renew() -> None:
+        while not done.wait(seconds / 3):
+            try:
+                store.try_lock(key, holder, seconds)
+            except Exception:  # noqa: BLE001 - the store is down a moment: try again next beat
+                log.exception("could not renew the lock %s", key)
+
+    renewing = threading.Thread(target=renew, daemon=True)
+    renewing.start()
     try:
         yield
     finally:
+        done.set()
+        renewing.join()
         store.unlock(key, holder)
 
 
@@ -212,7 +230,8 @@ class SQLiteJobStore:
         with self._write:
             cursor = self._db().execute(
                 """INSERT INTO locks (key, holder, until) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE
-                   SET holder = excluded.holder, until = excluded.until WHERE locks.until < ?""",
+                   SET holder = excluded.holder, until = excluded.until
+                   WHERE locks.until < ? OR locks.holder = excluded.holder""",
                 (key, holder, now + seconds, now))
         return cursor.rowcount == 1
 
@@ -305,6 +324,14 @@ redis.call('HINCRBY', KEYS[5], 'failed', -1)
 return 1
 """
 
+# Take a lock that is free, or renew it for the one who holds it.
+LOCK = """
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+
 UNLOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -345,8 +372,8 @@ class RedisJobStore:
         self._cursor = "0-0"
         """Where XAUTOCLAIM goes on looking for jobs whose lease ran out: each call scans a few
         pending entries, so starting from the beginning every time would never reach the rest."""
-        self._enqueue, self._extend, self._settle, self._promote, self._requeue, self._unlock = (
-            self.redis.register_script(s) for s in (ENQUEUE, EXTEND, SETTLE, PROMOTE, REQUEUE, UNLOCK))
+        self._enqueue, self._extend, self._settle, self._promote, self._requeue, self._lock, self._unlock = (
+            self.redis.register_script(s) for s in (ENQUEUE, EXTEND, SETTLE, PROMOTE, REQUEUE, LOCK, UNLOCK))
 
     @property
     def consumer(self) -> str:
@@ -413,7 +440,7 @@ class RedisJobStore:
         return jobs
 
     def try_lock(self, key: str, holder: str, seconds: float) -> bool:
-        return bool(self.redis.set(f"{{revisor}}:lock:{key}", holder, nx=True, px=int(seconds * 1000)))
+        return self._lock(keys=[f"{{revisor}}:lock:{key}"], args=[holder, int(seconds * 1000)]) == 1
 
     def unlock(self, key: str, holder: str) -> None:
         self._unlock(keys=[f"{{revisor}}:lock:{key}"], args=[holder])
