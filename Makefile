@@ -17,11 +17,15 @@ demo: setup
 	  --comment 'server/listen.go:57-59=Stop should return the error instead of logging it' \
 	  --comment 'server/listen.go:13=typo: listner -> listener'
 
+# Two test processes: the tests that share the session's model engines and trained adapter run
+# in one of them (see tests/conftest.py), everything else beside them.
+PYTEST := $(PY) -m pytest -n 2 --dist loadgroup
+
 test: setup
-	$(PY) -m pytest -v -rs --durations=25
+	$(PYTEST) -v -rs --durations=25
 
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow"
+	$(PYTEST) -q -m "not slow"
 
 lint: setup
 	$(VENV)/bin/ruff check .

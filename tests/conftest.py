@@ -30,6 +30,25 @@ def shared_path(relative: str) -> Path:
     return path
 
 
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+"""Each vLLM engine the tests start keeps 1 GiB for its KV cache (Revisor's default is 2): up to
+four run at once, in 24 GiB."""
+
+SHARED_FIXTURES = {"vllm_engine", "vllm_server", "adapter"}
+"""Session fixtures that start a model engine or train. The suite runs in two processes
+(`pytest -n 2 --dist loadgroup`): every test using one of these runs in the same process, so each
+is built once; the other slow tests (each starts a model of its own) take turns in the other."""
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if SHARED_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.xdist_group("shared-models"))
+        elif item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.xdist_group("own-models"))
+
+
 @pytest.fixture(scope="session")
 def embedded_model() -> str:
     from revisor.model.embedded import prepare_embedded_model

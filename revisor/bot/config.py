@@ -103,6 +103,10 @@ class ServiceSettings(BaseSettings):
 
     bot_name: str = Field("revisor", description="The name reviewers mention (`@revisor`).")
     max_payload_bytes: int = Field(10 * 2**20, gt=0, description="Larger deliveries are refused (413).")
+    body_seconds: float = Field(10.0, gt=0, description="A delivery whose body has not all arrived this "
+                                                        "long after its headers is refused (408).")
+    max_connections: int = Field(200, gt=0, description="Connections to `revisor serve` beyond this many "
+                                                        "at once are answered 503 at once.")
     lease_seconds: float = Field(120.0, gt=0, description="A job whose worker stops renewing its lease "
                                                           "for this long is taken over by another.")
     adapters: Annotated[tuple[str, ...], NoDecode] = Field(
