@@ -49,6 +49,20 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.xdist_group("own-models"))
 
 
+NICENESS = 5
+"""Under `-n 2` the tests sharing the session's engines are the longest lane: a test process that
+runs any other test lowers its CPU priority (for good, with the processes it starts), so the
+other lane runs in the cycles the shared one leaves rather than slowing it."""
+
+
+@pytest.fixture(autouse=True)
+def _yield_to_shared_models(request):
+    group = request.node.get_closest_marker("xdist_group")
+    shared = group is not None and group.args[0] == "shared-models"
+    if os.environ.get("PYTEST_XDIST_WORKER") and not shared and os.getpriority(os.PRIO_PROCESS, 0) < NICENESS:
+        os.setpriority(os.PRIO_PROCESS, 0, NICENESS)
+
+
 @pytest.fixture(scope="session")
 def embedded_model() -> str:
     from revisor.model.embedded import prepare_embedded_model

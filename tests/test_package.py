@@ -1,13 +1,18 @@
 """The package as a team installs it: a wheel in a fresh virtual environment."""
 
+import os
 import subprocess
 import sys
+import tomllib
 import zipfile
 
 import pytest
 
 from tests.conftest import ROOT
+from tests.github_server import ServerThread, create_github_app
+from tests.repo_history import REPO, history_github
 from tests.test_cli import DEMO
+from tests.test_mining import TOKEN
 
 
 def run(*command, **options) -> subprocess.CompletedProcess:
@@ -16,8 +21,19 @@ def run(*command, **options) -> subprocess.CompletedProcess:
     return result
 
 
+def floors() -> list[str]:
+    """Each dependency pinned to the lowest version pyproject.toml allows."""
+    from packaging.requirements import Requirement
+
+    dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    return [f"{r.name}=={s.version}" for r in map(Requirement, dependencies) for s in r.specifier
+            if s.operator == ">="]
+
+
 @pytest.mark.slow
 def test_the_wheel_adds_one_import_name_and_the_bot_alone_runs_without_torch(tmp_path, vllm_server):
+    """Installed with every dependency at its floor, as the oldest environment pyproject.toml
+    admits: the floors must be true."""
     run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", tmp_path / "dist", ROOT)
     [wheel] = (tmp_path / "dist").glob("revisor-*.whl")
     top_level = {name.split("/")[0] for name in zipfile.ZipFile(wheel).namelist()}
@@ -25,7 +41,9 @@ def test_the_wheel_adds_one_import_name_and_the_bot_alone_runs_without_torch(tmp
 
     venv = tmp_path / "fresh"
     run(sys.executable, "-m", "venv", venv)
-    run(venv / "bin" / "python", "-m", "pip", "install", "-q", "--disable-pip-version-check", wheel)
+    (tmp_path / "floors.txt").write_text("\n".join(floors()) + "\n")
+    run(venv / "bin" / "python", "-m", "pip", "install", "-q", "--disable-pip-version-check", wheel,
+        "--constraint", tmp_path / "floors.txt")
     [site] = venv.glob("lib/python*/site-packages")
     assert not {"bot", "model", "training"} & {p.name for p in site.iterdir()}
     assert "Review code:" in run(venv / "bin" / "revisor", "--help").stdout
@@ -36,3 +54,10 @@ def test_the_wheel_adds_one_import_name_and_the_bot_alone_runs_without_torch(tmp
     review = run(venv / "bin" / "revisor", "review", DEMO, "--engine", "openai", "--base-url",
                  vllm_server, "--comment", "app/storage.py:11-13=use a context manager here", cwd=tmp_path)
     assert "app/storage.py:11-13" in review.stdout and "region(s) reviewed" in review.stdout
+
+    gh, _, _ = history_github(tmp_path)  # PyGithub at its floor: pages, commits, contents
+    gh.tokens.add(TOKEN)
+    with ServerThread(create_github_app(gh)) as url:
+        mined = run(venv / "bin" / "revisor", "mine", "--repo", REPO, "--output", tmp_path / "pairs.jsonl",
+                    cwd=tmp_path, env={**os.environ, "GITHUB_API_URL": url, "GITHUB_TOKEN": TOKEN})
+    assert "4 pair(s)" in mined.stdout
