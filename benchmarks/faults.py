@@ -1,6 +1,6 @@
 """The bot under faults: real processes, a real `vllm serve`, Redis and the GitHub-like server.
 
-    python -m benchmarks.faults [--kill-trials 20] [--fuzz 10000] [--outage 60]
+    python -m benchmarks.faults [--kill-trials 20] [--fuzz 10000] [--outage 60] [--only ROWS]
 
 For each fault it prints the deliveries sent, the suggestions expected, those posted, duplicated
 (a comment answered more than once) and lost (never answered), and for the fuzzed bodies the
@@ -12,26 +12,41 @@ answers by status. Target: nothing lost, nothing duplicated, no 5xx.
 - rate limits: GitHub answers a secondary rate limit (Retry-After), then a primary one (none left
   until X-RateLimit-Reset);
 - Redis restart: Redis stopped and started again (from its append-only file) mid-run;
-- fuzz: signed bodies of every hostile kind (tests/fuzz.py) to `revisor serve`.
+- fuzz: signed bodies of every hostile kind (tests/fuzz.py) to `revisor serve`;
+- malformed: every field the handlers read, in each acted-on event's real payload, set to null,
+  removed or given another type: each answered 400 (not stored) or, where GitHub itself may
+  send it so (an optional field), stored and answered by a worker without failing;
+- hostile names and code: a pull request whose file names and code carry Revisor's markers (nested
+  too), fences, `<!--` and @mentions, asked about on every file and reviewed whole: every body
+  Revisor posts carries its own markers only, and no mention outside code.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import os
+import re
 import signal
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import get_args
 
 import httpx
 import redis
+from markdown_it import MarkdownIt
+from pydantic import BaseModel
 
+from revisor.bot.events import EVENTS
+from revisor.bot.placement import MARKER
 from revisor.model.embedded import prepare_embedded_model
 from tests import bot_scenario as s
 from tests.fuzz import fuzzed_deliveries
-from tests.github_server import ServerThread, create_github_app
+from tests.github_server import PullRequest, ServerThread, create_github_app
 from tests.servers import free_port, redis_server, revisor, vllm_server, wait_until
 
 SERVED = "revisor-embedded"
@@ -78,9 +93,16 @@ class Bench:
         return comments
 
     def settled(self, comments: list[int]) -> bool:
-        statuses = redis.Redis.from_url(self.redis_url).hmget("{revisor}:status",
-                                                              [f"fault-{i}" for i in comments])
+        return self.finished([f"fault-{i}" for i in comments])
+
+    def finished(self, deliveries: list[str]) -> bool:
+        """Whether each of these deliveries' jobs is done or failed for good."""
+        statuses = redis.Redis.from_url(self.redis_url).hmget("{revisor}:status", deliveries)
         return all(status in (b"done", b"failed") for status in statuses)
+
+    def failed(self, deliveries: list[str]) -> int:
+        statuses = redis.Redis.from_url(self.redis_url).hmget("{revisor}:status", deliveries)
+        return sum(status == b"failed" for status in statuses)
 
     def tally(self, fault: str, comments: list[int], seconds: float) -> dict:
         replies = [len(s.replies(self.gh, i)) for i in comments]
@@ -169,26 +191,183 @@ def fuzz(bench: Bench, count: int) -> dict:
                     f"{sum(n for code, n in statuses.items() if code >= 500)}; healthy after: {healthy}"}
 
 
+def field_paths(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    """The payload fields an event's model reads, nested ones too."""
+    for name, info in model.model_fields.items():
+        yield (*prefix, name)
+        for part in get_args(info.annotation) or (info.annotation,):
+            if isinstance(part, type) and issubclass(part, BaseModel):
+                yield from field_paths(part, (*prefix, name))
+
+
+def mutated(payload: dict, path: tuple[str, ...], how: str) -> dict | None:
+    """`payload` with the field at `path` null, missing, or of another type; None if it has none."""
+    changed = copy.deepcopy(payload)
+    *parents, name = path
+    holder = changed
+    for parent in parents:
+        holder = holder.get(parent) if isinstance(holder, dict) else None
+    if not isinstance(holder, dict) or name not in holder:
+        return None
+    if how == "null":
+        holder[name] = None
+    elif how == "missing":
+        del holder[name]
+    else:  # another type: a number as a string, anything else as a number
+        value = holder[name]
+        holder[name] = str(value) if isinstance(value, int) and not isinstance(value, bool) else 7
+    return changed
+
+
+def malformed_deliveries(bench: Bench) -> dict:
+    started, statuses, accepted, refused = time.monotonic(), Counter(), [], []
+    comment = bench.next_comment
+    bench.next_comment += 1
+    bench.gh.pulls[s.PR].review_comments.append(s.human_comment(comment_id=comment))
+    review = s.review_comment_payload("/revise use a context manager here", comment_id=comment)
+    asked = s.fixture_payload("issue_comment/created.with-installation.payload.json")
+    asked["issue"].update(number=s.PR, pull_request={"url": "x"})
+    asked["comment"].update(body="/revisor review", created_at=datetime.now(UTC).isoformat())
+    asked["installation"] = {"id": s.INSTALLATION}
+    payloads = {"pull_request_review_comment": review, "pull_request": s.pull_request_payload(),
+                "issue_comment": asked}
+    worker = bench.worker("malformed")
+    client = redis.Redis.from_url(bench.redis_url)
+    try:
+        for event, payload in payloads.items():
+            for path in field_paths(EVENTS[event]):
+                for how in ("null", "missing", "another type"):
+                    changed = mutated(payload, path, how)
+                    if changed is None:
+                        continue
+                    delivery = f"malformed-{len(accepted) + len(refused)}"
+                    body, headers = s.signed(changed, event, delivery)
+                    status = httpx.post(f"{bench.serve.url}/api/github/webhooks", content=body,
+                                        headers=headers, timeout=10).status_code
+                    statuses[status] += 1
+                    (accepted if status == 202 else refused).append(delivery)
+        wait_until(lambda: bench.finished(accepted), 900)
+        failed = bench.failed(accepted)
+        stored = sum(client.hexists("{revisor}:status", d) for d in refused)
+    finally:
+        worker.stop()
+    replies = len(s.replies(bench.gh, comment))
+    return {"fault": "malformed signed deliveries (a field null, missing or of another type)",
+            "deliveries": len(accepted) + len(refused), "expected": 1, "posted": min(replies, 1),
+            "duplicated": max(0, replies - 1), "lost": int(replies == 0),
+            "seconds": round(time.monotonic() - started),
+            "note": f"answers {dict(sorted(statuses.items()))}; refused but stored: {stored}; "
+                    f"stored and failed in a worker: {failed}"}
+
+
+HOSTILE = ("<!-- revisor:0123456789abcdef --> "
+           "<!-- revisor:<!-- revisor:00112233aabbccdd -->00112233aabbccdd --> "
+           "<!-- revisor-head:" + "a" * 40 + " --> <!-- @org/team ``` ~~~")
+"""Text a pull request's author controls: Revisor's markers (one nested), an unclosed comment, a
+team mention and fences."""
+HOSTILE_NAMES = ("@org/team.py", "docs/<!-- revisor:fedcba9876543210 -->.py", "a```b.py", "<!--x.py")
+MENTION = re.compile(r"(?<![\w`])@[A-Za-z0-9-]+(?:/[A-Za-z0-9-]+)?")
+
+
+def live_parts(body: str) -> tuple[list[str], list[str]]:
+    """What GitHub takes as live in a body: its HTML comments (an unclosed one hides the rest)
+    and its mentions; code spans and fenced blocks are text (markdown-it parses CommonMark, as
+    GitHub does)."""
+    comments, mentions = [], []
+    for token in MarkdownIt().parse(body):
+        for part in [token, *(token.children or [])]:
+            if part.type in ("html_inline", "html_block") and part.content.lstrip().startswith("<!--"):
+                comments += [line.strip() for line in part.content.splitlines() if line.strip()]
+            elif part.type == "text":
+                mentions += MENTION.findall(part.content)
+    return comments, mentions
+
+
+def hostile_names_and_code(bench: Bench) -> dict:
+    started = time.monotonic()
+    number = 3
+    code = f'def greet(name):\n    note = "{HOSTILE}"\n    return "hi " + name\n'
+    patch = "@@ -0,0 +1,3 @@\n" + "".join(f"+{line}\n" for line in code.splitlines())
+    files = [{"filename": name, "status": "added", "patch": patch.rstrip("\n")} for name in HOSTILE_NAMES]
+    pull = bench.gh.pulls[number] = PullRequest(number, "b" * 40, "master", files)
+    comments = []
+    for name in HOSTILE_NAMES:
+        comment = {**s.human_comment(f"/revise keep the note as it is, add a docstring {HOSTILE}",
+                                     comment_id=bench.next_comment), "path": name, "start_line": 1, "line": 3}
+        bench.next_comment += 1
+        pull.review_comments.append(comment)
+        comments.append(comment["id"])
+    worker = bench.worker("hostile")
+    deliveries = []
+    try:
+        for comment in comments:
+            payload = s.review_comment_payload(comment_id=comment)
+            payload["comment"].update(next(c for c in pull.review_comments if c["id"] == comment),
+                                      commit_id=pull.head_sha)
+            payload["pull_request"].update(number=number)
+            payload["pull_request"]["head"]["sha"] = pull.head_sha
+            deliveries.append(f"hostile-{comment}")
+            body, headers = s.signed(payload, "pull_request_review_comment", deliveries[-1])
+            httpx.post(f"{bench.serve.url}/api/github/webhooks", content=body, headers=headers, timeout=10)
+        opened = s.pull_request_payload()
+        opened["number"] = number
+        opened["pull_request"].update(number=number)
+        opened["pull_request"]["head"]["sha"] = pull.head_sha
+        deliveries.append("hostile-review")
+        body, headers = s.signed(opened, "pull_request", deliveries[-1])
+        httpx.post(f"{bench.serve.url}/api/github/webhooks", content=body, headers=headers, timeout=10)
+        wait_until(lambda: bench.finished(deliveries), 900)
+        failed = bench.failed(deliveries)
+    finally:
+        worker.stop()
+    written = [c["body"] for c in pull.review_comments if c.get("user", {}).get("type") == "Bot"]
+    written += [r["body"] for r in pull.reviews] + [c["body"] for c in pull.issue_comments]
+    planted = mentioned = 0
+    for body in written:  # Revisor's own: one marker, and in a review the head it covered
+        comments, mentions = live_parts(body)
+        markers = [c for c in comments if MARKER.fullmatch(c)]
+        heads = [c for c in comments if c == f"<!-- revisor-head:{pull.head_sha} -->"]
+        planted += len(comments) - len(markers[:1]) - len(heads[:1])
+        mentioned += len(mentions)
+    replies = [len([c for c in pull.review_comments if c.get("in_reply_to_id") == i]) for i in comments]
+    return {"fault": "hostile file names and code (markers, fences, `<!--`, @mentions)",
+            "deliveries": len(deliveries), "expected": len(comments), "posted": sum(n > 0 for n in replies),
+            "duplicated": sum(max(0, n - 1) for n in replies), "lost": sum(n == 0 for n in replies),
+            "seconds": round(time.monotonic() - started),
+            "note": f"{len(written)} bodies posted; live markers planted: {planted}; live mentions: "
+                    f"{mentioned}; failed jobs: {failed}"}
+
+
+ROWS = {  # in this order; fuzz last: what it queues is no delivery of the faults before it
+    "502": lambda bench, args: github_faults(bench, "GitHub answers 502 after creating the reply", 4,
+                                             lambda: bench.gh.fail_after_write.extend([502] * 4)),
+    "rate-limits": lambda bench, args: github_faults(
+        bench, "secondary, then primary rate limit", 4,
+        lambda: bench.gh.rate_limit_next.extend(["secondary", "primary"])),
+    "kill": lambda bench, args: killed_workers(bench, args.kill_trials),
+    "redis": lambda bench, args: redis_restart(bench),
+    "outage": lambda bench, args: model_outage(bench, args.outage),
+    "malformed": lambda bench, args: malformed_deliveries(bench),
+    "hostile": lambda bench, args: hostile_names_and_code(bench),
+    "fuzz": lambda bench, args: fuzz(bench, args.fuzz),
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kill-trials", type=int, default=20)
     parser.add_argument("--outage", type=float, default=60.0, help="seconds the model server is down")
     parser.add_argument("--fuzz", type=int, default=10_000)
+    parser.add_argument("--only", help=f"comma-separated rows to run, of: {', '.join(ROWS)}")
     args = parser.parse_args()
+    chosen = args.only.split(",") if args.only else list(ROWS)
+    if unknown := set(chosen) - set(ROWS):
+        parser.error(f"no such row: {', '.join(sorted(unknown))}")
     logs = Path(tempfile.mkdtemp(prefix="revisor-faults-"))
     os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{(os.cpu_count() or 1) - 1}")
     bench = Bench(logs)
     try:
-        results = [
-            github_faults(bench, "GitHub answers 502 after creating the reply", 4,
-                          lambda: bench.gh.fail_after_write.extend([502] * 4)),
-            github_faults(bench, "secondary, then primary rate limit", 4,
-                          lambda: bench.gh.rate_limit_next.extend(["secondary", "primary"])),
-            killed_workers(bench, args.kill_trials),
-            redis_restart(bench),
-            model_outage(bench, args.outage),
-            fuzz(bench, args.fuzz),  # last: what it queues is no delivery of the faults above
-        ]
+        results = [ROWS[name](bench, args) for name in ROWS if name in chosen]
     finally:
         bench.close()
     print("| fault | deliveries | suggestions expected | posted | duplicated | lost | seconds | note |")

@@ -34,7 +34,7 @@ os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 """Each vLLM engine the tests start keeps 1 GiB for its KV cache (Revisor's default is 2): up to
 four run at once, in 24 GiB."""
 
-SHARED_FIXTURES = {"vllm_engine", "vllm_server", "adapter"}
+SHARED_FIXTURES = {"vllm_engine", "vllm_server", "transformers_engine", "adapter"}
 """Session fixtures that start a model engine or train. The suite runs in two processes
 (`pytest -n 2 --dist loadgroup`): every test using one of these runs in the same process, so each
 is built once; the other slow tests (each starts a model of its own) take turns in the other."""
@@ -79,6 +79,15 @@ def vllm_engine(embedded_model):
     engine = VLLMEngine(EngineConfig(model=embedded_model, compile=False))
     yield engine
     engine.close()
+
+
+@pytest.fixture(scope="session")
+def transformers_engine(embedded_model):
+    """The transformers engine, one request at a time (the same batch shapes as the others)."""
+    from revisor.model.engines.base import EngineConfig
+    from revisor.model.engines.hf import TransformersEngine
+
+    return TransformersEngine(EngineConfig(model=embedded_model, batch_size=1))
 
 
 @pytest.fixture(scope="session")

@@ -52,6 +52,7 @@ class PullRequest:
     commits: list[str] = field(default_factory=list)  # oldest first, as GitHub lists them
     created_at: str = "2026-01-01T00:00:00Z"
     updated_at: str = "2026-01-01T00:00:00Z"
+    state: str = "open"  # or "closed"
 
 
 @dataclass
@@ -251,7 +252,7 @@ def create_github_app(gh: FakeGitHub) -> FastAPI:
 
     def pull_json(request: Request, pull: PullRequest) -> dict:
         url = f"{gh.base(request)}{prefix}/pulls/{pull.number}"
-        return {"number": pull.number, "url": url, "state": "open", "draft": False,
+        return {"number": pull.number, "url": url, "state": pull.state, "draft": False,
                 "issue_url": f"{gh.base(request)}{prefix}/issues/{pull.number}",
                 "created_at": pull.created_at, "updated_at": pull.updated_at,
                 "head": {"sha": pull.head_sha, "ref": "feature"},

@@ -108,7 +108,7 @@ def history_github(root: Path) -> tuple[FakeGitHub, str, dict[str, str]]:
 
     gh = FakeGitHub(APP_ID, public, INSTALLATION, REPO, git=repo)
     first = PullRequest(1, c["p1d"], "main", [], commits=[c["p1a"], c["p1b"], c["p1c"], c["p1d"]],
-                        created_at="2026-03-01T09:00:00Z", updated_at="2026-03-05T09:00:00Z")
+                        created_at="2026-03-01T09:00:00Z", updated_at="2026-03-05T09:00:00Z", state="closed")
     at = c["p1a"]
     first.review_comments = [
         comment(1, 101, "app/storage.py", 5, "use a context manager here", at, "2026-03-01T10:00:00Z"),
@@ -132,6 +132,6 @@ def history_github(root: Path) -> tuple[FakeGitHub, str, dict[str, str]]:
     second.review_comments = [comment(2, 201, "app/config.py", 1, "spaces around =", c["p2a"],
                                       "2026-02-01T10:00:00Z")]
     third = PullRequest(3, c["base"], "main", [], commits=[c["base"]], created_at="2026-01-01T09:00:00Z",
-                        updated_at="2026-01-01T09:00:00Z")  # no review comments
+                        updated_at="2026-01-01T09:00:00Z", state="closed")  # no review comments
     gh.pulls = {1: first, 2: second, 3: third}
     return gh, private, c

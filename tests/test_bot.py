@@ -10,6 +10,7 @@ import sqlite3
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -251,6 +252,29 @@ def test_a_lock_is_held_however_long_its_holder_takes(store):
     assert not store.try_lock("owner/repo#1", "a third", 0.3)
     time.sleep(0.4)
     assert store.try_lock("owner/repo#1", "a third", 0.3)  # a dead holder's lock runs out
+
+
+def test_deliveries_finished_long_ago_are_forgotten(store):
+    for delivery in ("done", "failed", "waiting"):
+        store.enqueue(delivery, "pull_request", json.dumps({"delivery": delivery}).encode())
+    store.finish(store.claim(30))
+    store.finish(store.claim(30), "boom", retry=False)
+    assert store.purge(time.time() - 60) == 0  # finished within the minute: kept
+    assert store.counts() == {"done": 1, "failed": 1, "queued": 1}
+    assert store.purge(time.time() + 1) == 2
+    assert store.counts() == {"queued": 1} and store.failed() == []
+    assert store.enqueue("done", "pull_request", b'{"delivery": "done"}')  # forgotten, body and all
+    store.finish(store.claim(30))
+    store.finish(store.claim(30))
+    stop = threading.Event()
+    worker = Worker(store, lambda: None, lambda payload: None, 30, keep_seconds=0)
+    running = threading.Thread(target=worker.run_forever, args=(stop,))
+    running.start()
+    try:
+        wait_until(lambda: store.counts() == {}, 10)  # a worker forgets them as it starts
+    finally:
+        stop.set()
+        running.join()
 
 
 def test_failed_jobs_are_listed_and_queued_again(store):
@@ -759,6 +783,22 @@ def test_a_422_from_github_keeps_the_comments_in_the_review_body(github):
                             "one review.")
 
 
+def test_suggestions_github_refused_as_comments_are_not_recorded_as_posted(github, sqlite_store):
+    gh, key, url = github
+    gh.per_page_cap = 100  # the files are read in one page; then GitHub's diff no longer holds their
+    other = [{"filename": "app/other.py", "status": "added", "patch": "@@ -0,0 +1,1 @@\n+x = 1"}]
+    gh.pushes["/files"] = (s.HEAD, other)  # lines, so it answers 422 to comments on them
+    h, _ = handlers(lambda code: code + "# revised\n")
+    payload = s.pull_request_payload()
+    ctx = ReviewContext("d", "pull_request", payload, open_api(url, key, payload),
+                        logging.LoggerAdapter(logging.getLogger()), ledger=sqlite_store)
+    assert h.handle(ctx) == ("posted a review with 4 suggestion(s) in its body: GitHub refused them as "
+                             "comments")
+    [review] = gh.pulls[s.PR].reviews
+    assert review["body"].count("```suggestion") == 4
+    assert sqlite_store.suggestions() == []  # no outcome to settle: nothing could be committed
+
+
 def test_bad_app_credentials_and_server_errors(github):
     gh, key, url = github
     other_key, _ = new_app_key()
@@ -874,7 +914,7 @@ def review_command(gh) -> dict:
     """`/revisor review` in the pull request's conversation, a comment GitHub holds."""
     payload = s.fixture_payload("issue_comment/created.with-installation.payload.json")
     payload["issue"].update(number=s.PR, pull_request={"url": "x"})
-    payload["comment"]["body"] = "/revisor review"
+    payload["comment"].update(body="/revisor review", created_at=datetime.now(UTC).isoformat())
     payload["installation"] = {"id": s.INSTALLATION}
     gh.pulls[s.PR].issue_comments.append({"id": payload["comment"]["id"], "body": "/revisor review",
                                           "user": {"login": "Codertocat", "type": "User"}})
@@ -889,6 +929,15 @@ def test_on_demand_review_from_a_pull_request_conversation(github):
     assert handle(github, "issue_comment", payload, h).startswith("posted a review with")
     assert gh.pulls[s.PR].reviews[-1]["commit_id"] == s.HEAD
     assert [r["content"] for r in gh.reactions] == ["eyes"] and len(gh.pulls[s.PR].issue_comments) == 1
+
+
+def test_a_review_asked_for_days_ago_is_not_made_of_todays_head(github):
+    gh = github[0]
+    payload = review_command(gh)
+    payload["comment"]["created_at"] = (datetime.now(UTC) - timedelta(days=3)).isoformat()
+    h, engine = handlers(lambda code: code + "# revised\n")
+    assert handle(github, "issue_comment", payload, h).startswith("asked 72 h ago")
+    assert gh.pulls[s.PR].reviews == [] and engine.requests == []
 
 
 def test_asked_to_review_with_nothing_confident_it_says_so_once_and_unasked_it_stays_quiet(github):

@@ -178,7 +178,7 @@ def test_two_worker_processes_share_redis_and_a_killed_one_loses_nothing(github,
     import redis
 
     gh, key, url = github
-    comments = range(100, 108)
+    comments = range(100, 106)
     gh.pulls[s.PR].review_comments += [s.human_comment(comment_id=i) for i in comments]
     gh.slow_paths["/files"] = 1.0  # jobs last long enough to be caught mid-way
     env = {**bot_env(url, key, vllm_server, tmp_path / "unused.db"), "REVISOR_REDIS_URL": redis_url}

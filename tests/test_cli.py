@@ -187,6 +187,12 @@ def test_jobs_lists_failed_jobs_and_queues_them_again(tmp_path, monkeypatch):
     assert "queued a again" in requeued and "failed: 1, queued: 1" in requeued
     assert_one_line_error(revisor("jobs", "--requeue", "zzz"), "no failed job has delivery id 'zzz'")
     assert "queued: 2" in revisor("jobs", "--requeue-all").stdout.decode()
+    for delivery in ("c", "d", "e"):
+        store.enqueue(delivery, "pull_request", json.dumps({"delivery": delivery}).encode())
+    while job := store.claim(30):
+        store.finish(job, "ValueError: broken", retry=False)
+    braked = revisor("jobs", "--requeue-all", "--limit", "2").stdout.decode()
+    assert "2 of 5 failed job(s) queued again; 3 left" in braked and "failed: 3, queued: 2" in braked
 
 
 def test_jobs_and_report_see_what_serve_stored_from_any_directory(tmp_path, monkeypatch):

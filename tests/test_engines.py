@@ -102,11 +102,9 @@ where the CPU has it, transformers in fp32 where it does not, so log-probabiliti
 their last digits."""
 
 
-def test_confidence_agrees_across_engines(vllm_engine, vllm_server, embedded_model):
-    from revisor.model.engines.hf import TransformersEngine
-
+def test_confidence_agrees_across_engines(vllm_engine, vllm_server, transformers_engine):
     served = OpenAIEngine(EngineConfig(model=SERVED_NAME, base_url=vllm_server, concurrency=1))
-    engines = [vllm_engine, served, TransformersEngine(EngineConfig(model=embedded_model, batch_size=1))]
+    engines = [vllm_engine, served, transformers_engine]
     more = [RevisionTask("x = 0\nfor item in items:\n    x += 1\n", "rename x to count", "py"),
             RevisionTask("def add(a, b):\n    return a+b\n", "add type hints for ints", "py"),
             RevisionTask("print 'hello'\n", "use the Python 3 print function", "py")]
@@ -129,14 +127,12 @@ def test_confidence_agrees_across_engines(vllm_engine, vllm_server, embedded_mod
 
 
 def test_every_engine_finds_the_same_departure_and_the_model_finishes_it(vllm_engine, vllm_server,
-                                                                        embedded_model):
+                                                                        transformers_engine):
     """The likeliest other tokens come the same from each engine (within the tolerance of their
     arithmetic), so each leaves the greedy answer at the same token; finished, that answer is
     another revision."""
-    from revisor.model.engines.hf import TransformersEngine
-
     served = OpenAIEngine(EngineConfig(model=SERVED_NAME, base_url=vllm_server, concurrency=1))
-    engines = [vllm_engine, served, TransformersEngine(EngineConfig(model=embedded_model, batch_size=1))]
+    engines = [vllm_engine, served, transformers_engine]
     for request in requests():
         assert request.alternatives == 5
         firsts = [engine.generate([request])[0] for engine in engines]
@@ -157,13 +153,12 @@ def test_every_engine_finds_the_same_departure_and_the_model_finishes_it(vllm_en
         assert len(second.token_logprobs) > departure.kept and max(second.token_logprobs) <= 0
 
 
-def test_every_engine_samples_at_a_temperature_and_repeats_a_seed(vllm_engine, vllm_server, embedded_model):
+def test_every_engine_samples_at_a_temperature_and_repeats_a_seed(vllm_engine, vllm_server,
+                                                                 transformers_engine):
     from dataclasses import replace
 
-    from revisor.model.engines.hf import TransformersEngine
-
     served = OpenAIEngine(EngineConfig(model=SERVED_NAME, base_url=vllm_server, concurrency=1))
-    engines = [vllm_engine, served, TransformersEngine(EngineConfig(model=embedded_model, batch_size=1))]
+    engines = [vllm_engine, served, transformers_engine]
     greedy = replace(requests()[0], max_tokens=24)
     sampled = [replace(greedy, temperature=1.0, seed=seed, alternatives=0) for seed in (1, 2)]
     for engine in engines:

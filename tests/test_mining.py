@@ -58,7 +58,7 @@ def test_mine_writes_each_pair_once_and_counts_what_it_skips(history, tmp_path):
     output = tmp_path / "pairs.jsonl"
     result = run_mine(url, output)
     assert result.returncode == 0, result.stderr
-    assert "4 pair(s) from 3 pull request(s)" in result.stdout
+    assert "4 pair(s) in" in result.stdout and "3 pull request(s) read" in result.stdout
     for reason in SKIPPED:
         assert f"skipped 1: {reason}\n" in result.stdout
     mined = {e.id.rsplit("/", 1)[1]: e for e in load_dataset(output).examples}  # the schema train reads
@@ -83,7 +83,7 @@ def test_mine_since_and_limit_pick_recent_pull_requests(history, tmp_path):
     assert run_mine(url, tmp_path / "since.jsonl", "--since", "2026-03-01").returncode == 0
     assert {r["source"]["pull"] for r in records(tmp_path / "since.jsonl")} == {1}
     limited = run_mine(url, tmp_path / "limit.jsonl", "--limit", "1")
-    assert "3 pair(s) from 1 pull request(s)" in limited.stdout
+    assert "3 pair(s) in" in limited.stdout and "1 pull request(s) read" in limited.stdout
 
 
 def test_mine_resumes_after_a_kill_with_no_pair_lost_or_doubled(history, tmp_path):
@@ -104,7 +104,7 @@ def test_mine_resumes_after_a_kill_with_no_pair_lost_or_doubled(history, tmp_pat
     gh.slow_paths.clear()
     result = run_mine(url, output)
     assert result.returncode == 0, result.stderr
-    assert "4 pair(s) from 3 pull request(s)" in result.stdout
+    assert "4 pair(s) in" in result.stdout and "2 pull request(s) read" in result.stdout  # 1 was done
     ids = [r["_id"] for r in records(output)]
     assert sorted(ids) == sorted(f"{REPO}#{n}" for n in ("1/101", "1/102", "1/109", "2/201"))
 
@@ -139,8 +139,28 @@ def test_mine_errors_are_one_line(history, tmp_path):
         assert "Traceback" not in result.stderr and result.stderr.strip().count("\n") == 0
 
 
+def test_a_pull_request_answered_after_it_was_mined_while_open_gives_its_pair(history, tmp_path):
+    gh, url, _, c = history
+    output = tmp_path / "pairs.jsonl"
+    second = gh.pulls[2]
+    second.commits, second.head_sha = [c["p2a"]], c["p2a"]  # open, its comment not answered yet
+    assert "3 pair(s) in" in run_mine(url, output).stdout
+    second.commits, second.head_sha = [c["p2a"], c["p2b"]], c["p2b"]  # the author answers it
+    assert "4 pair(s) in" in run_mine(url, output).stdout
+    assert "4 pair(s) in" in run_mine(url, output).stdout and len(records(output)) == 4  # once
+
+
+def test_a_run_with_another_since_reads_the_pull_requests_done_again(history, tmp_path):
+    _, url, _, _ = history
+    output = tmp_path / "pairs.jsonl"
+    late = run_mine(url, output, "--since", "2026-03-01T10:05:00")  # 101 and 102 came before it
+    assert {r["source"]["comment_id"] for r in records(output)} == {109}, late.stdout
+    assert "4 pair(s) in" in run_mine(url, output).stdout  # pull request 1 is read again, all of it
+    assert sorted(r["source"]["comment_id"] for r in records(output)) == [101, 102, 109, 201]
+
+
 def test_a_run_into_another_repositorys_output_is_refused(tmp_path):
-    run = MiningRun(tmp_path / "pairs.jsonl", "a/b", [1], 2)
+    run = MiningRun(tmp_path / "pairs.jsonl", "a/b", pulls_done=[1])
     run.output.write_text("")
     run.save()
     assert MiningRun.open(run.output, "a/b").pulls_done == [1]

@@ -47,6 +47,7 @@ ANSWERS = {  # the model's answer for the code under each comment
     "    result = []\n    for item in items:\n        result.append(item.name)\n    return result\n":
         "```python\nreturn [item.name for item in items]\n```",
     "    return items[0]\n": "```python\nreturn items[0] if items else None\n```",
+    "        n += 1\n": "```python\nn += 2\n```",
 }
 COMMENTS = [(301, 4, 4, "/revise use +="), (302, 9, 12, "/revise a list comprehension"),
             (303, 16, 16, "/revise what if it is empty?")]
@@ -107,14 +108,22 @@ def test_applied_changed_and_left_after_a_push_and_on_close(ledger, tmp_path):
         push["pull_request"]["head"]["sha"] = head
         handle("pull_request", push)
         assert [p.outcome for p in store.suggestions(key)] == ["applied", "changed", "pending"]
+        later = s.review_comment_payload("/revise step by two", comment_id=304)  # on the new head
+        later["comment"].update(path="app/shop.py", start_line=None, line=6, commit_id=head)
+        pull.review_comments.append(dict(later["comment"]))
+        assert handle("pull_request_review_comment", later).startswith("replied with a suggestion")
+        stale = s.pull_request_payload("synchronize")  # the first push's event, sent again
+        stale["pull_request"]["head"]["sha"] = first_head
+        handle("pull_request", stale)
+        assert [p.outcome for p in store.suggestions(key)] == ["applied", "changed", "pending", "pending"]
         closed = {**s.pull_request_payload("closed")}
         closed["pull_request"]["head"]["sha"] = head
         assert wanted("pull_request", closed)
-        assert handle("pull_request", closed) == "1 suggestion(s) left"
-        assert [p.outcome for p in store.suggestions(key)] == ["applied", "changed", "left"]
+        assert handle("pull_request", closed) == "2 suggestion(s) left"
+        assert [p.outcome for p in store.suggestions(key)] == ["applied", "changed", "left", "left"]
         assert handle("pull_request", closed) == "closed: no suggestion was pending"  # settled once
     after = outcomes(store)
-    assert {o: after[o] - before[o] for o in after} == {"applied": 1, "changed": 1, "left": 1}
+    assert {o: after[o] - before[o] for o in after} == {"applied": 1, "changed": 1, "left": 2}
 
     def revisor(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "revisor", *args], cwd=ROOT, capture_output=True,
@@ -122,10 +131,10 @@ def test_applied_changed_and_left_after_a_push_and_on_close(ledger, tmp_path):
 
     report = revisor("report")
     assert report.returncode == 0, report.stderr
-    assert f"{s.REPO}        3        1        1        1        0       33.3%" in report.stdout
+    assert f"{s.REPO}        4        1        1        2        0       25.0%" in report.stdout
     rows = json.loads(revisor("report", "--format", "json").stdout)
-    assert rows["model"] == [{"group": "fake", "posted": 3, "pending": 0, "applied": 1, "changed": 1,
-                              "left": 1, "acceptance": 1 / 3}]
+    assert rows["model"] == [{"group": "fake", "posted": 4, "pending": 0, "applied": 1, "changed": 1,
+                              "left": 2, "acceptance": 1 / 4}]
     exported = tmp_path / "applied.jsonl"
     result = revisor("mine", "--from-jobs", "--output", str(exported))
     assert result.returncode == 0 and "1 pair(s) from applied suggestions" in result.stdout, result.stderr
@@ -144,3 +153,10 @@ def test_judge_reads_only_the_lines_at_their_place():
     deletion = PostedSuggestion("k", "o/r", 1, "c", "a.py", 2, 3, "b\nc\n", "", "drop them", "m", 0.0)
     assert judge(deletion, before, ["a", "d"]) == "applied"
     assert judge(deletion, before, ["a", "B", "d"]) == "changed"
+    assert judge(deletion, before, ["a", "d", "b", "c"]) == "changed"  # moved, not deleted
+    assert judge(posted, before, ["a", "b", "c", "check()", "d"]) == "pending"  # a line added beside
+    one = PostedSuggestion("k", "o/r", 1, "c", "a.py", 2, 2, "b\n", "B\n", "fix", "m", 0.0)
+    assert judge(one, before, ["a", "x", "B", "y", "z", "d"]) == "changed"  # "B" in a rewrite, by chance
+    guard = PostedSuggestion("k", "o/r", 1, "c", "a.py", 2, 3, "b\nc\n", "b\nc\nguard\n", "add a guard",
+                             "m", 0.0)
+    assert judge(guard, before, ["a", "b", "c", "guard", "d"]) == "applied"  # lines added, as suggested

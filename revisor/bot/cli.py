@@ -254,17 +254,25 @@ def env_store():
 @cli.command()
 @click.option("--requeue", multiple=True, metavar="DELIVERY_ID",
               help="Queue this failed job again, with a fresh set of attempts (repeatable).")
-@click.option("--requeue-all", is_flag=True, help="Queue every failed job again.")
-def jobs(requeue: tuple[str, ...], requeue_all: bool) -> None:
+@click.option("--requeue-all", is_flag=True,
+              help="Queue the failed jobs again, oldest first, at most --limit.")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1),
+              help="With --requeue-all: how many at most (run it again for the rest).")
+def jobs(requeue: tuple[str, ...], requeue_all: bool, limit: int) -> None:
     """List the jobs by status and those that failed for good; queue failed ones again once their
     cause is fixed. Reads the store `serve` uses: REVISOR_DATABASE (default
     $REVISOR_HOME/revisor.db) or REVISOR_REDIS_URL."""
     store = env_store()
     failed = store.failed()
-    for delivery in [d for d, _, _ in failed] if requeue_all else requeue:
+    chosen = [d for d, _, _ in failed][:limit] if requeue_all else list(requeue)
+    for delivery in chosen:
         if not store.requeue(delivery):
             raise RevisorError(f"no failed job has delivery id {delivery!r}: `revisor jobs` lists them")
         click.echo(f"queued {delivery} again")
+    if requeue_all:
+        rest = len(failed) - len(chosen)
+        click.echo(f"{len(chosen)} of {len(failed)} failed job(s) queued again"
+                   + (f"; {rest} left: run it again once these are done" if rest else ""))
     counts = store.counts()
     click.echo(", ".join(f"{status}: {n}" for status, n in sorted(counts.items())) or "no jobs")
     for delivery, event, error in store.failed():
@@ -309,13 +317,14 @@ def mine(repo: str | None, output: Path, since, limit: int | None, max_wait: int
     if repo is None:
         raise RevisorError("pass --repo OWNER/NAME (or --from-jobs to export applied suggestions)")
     since = since.replace(tzinfo=UTC) if since else None
-    run = MiningRun.open(output, repo)
+    run = MiningRun.open(output, repo, since)
     with github_errors("what was mined is kept: run the same command again to go on"):
         repository = repository_client(read_env(GitHubSettings), repo, max_wait).get_repo(repo)
         with tqdm(desc="pull requests", unit="pr", initial=len(run.pulls_done)) as bar:
             mine_pairs(repository, run, since, limit,
                        lambda run: (bar.update(), bar.set_postfix(pairs=run.pairs)))
-    click.echo(f"{run.pairs} pair(s) from {len(run.pulls_done)} pull request(s) in {output}")
+    click.echo(f"{run.pairs} pair(s) in {output}; {run.pulls_read} pull request(s) read "
+               "(open ones are read again by the next run, for comments answered since)")
     for reason, count in run.skipped.most_common():
         click.echo(f"skipped {count}: {reason}")
 
@@ -346,6 +355,7 @@ def export_applied(output: Path, repo: str | None) -> None:
     if output.exists():
         raise RevisorError(f"{output} exists: pass a new --output")
     records, unprompted = applied_records(env_store().suggestions(), repo)
+    output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     click.echo(f"{len(records)} pair(s) from applied suggestions in {output}"
                + (f"; {unprompted} applied in unprompted reviews answer no comment and are left out"

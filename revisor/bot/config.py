@@ -107,6 +107,8 @@ class ServiceSettings(BaseSettings):
                                                         "long after its headers is refused (408).")
     max_connections: int = Field(200, gt=0, description="Connections to `revisor serve` beyond this many "
                                                         "at once are answered 503 at once.")
+    keep_days: float = Field(30.0, gt=0, description="Deliveries that finished longer ago are forgotten "
+                                                     "(GitHub sends one again within 3 days at most).")
     lease_seconds: float = Field(120.0, gt=0, description="A job whose worker stops renewing its lease "
                                                           "for this long is taken over by another.")
     adapters: Annotated[tuple[str, ...], NoDecode] = Field(

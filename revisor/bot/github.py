@@ -235,15 +235,17 @@ class PullRequestAPI:
         kind = "pulls" if event == "pull_request_review_comment" else "issues"
         react(self.repo.requester, self.repo.full_name, kind, comment_id, content)
 
-    def review(self, head_sha: str, body: str, comments: list[dict]) -> None:
-        """One review of COMMENT kind. If GitHub refuses its comments (422), they go into the
-        review's body instead, so none is lost."""
+    def review(self, head_sha: str, body: str, comments: list[dict]) -> bool:
+        """One review of COMMENT kind; False when GitHub refused its comments (422) and they went
+        into the review's body instead (text, not suggestions one can commit), so none is lost."""
         commit = self.repo.get_commit(head_sha)
         try:
             self.pull.create_review(commit=commit, body=body, event="COMMENT", comments=comments)
+            return True
         except GithubException as error:
             if error.status != 422 or not comments:
                 raise
             GITHUB_ERRORS.labels("422").inc()
             notes = [f"{inline_code(lines_of(c))}\n{c['body']}" for c in comments]
             self.pull.create_review(commit=commit, body=within_limit(body, notes), event="COMMENT")
+            return False

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from datetime import datetime
 
 from github import GithubException
 from requests import RequestException
@@ -93,6 +94,20 @@ def acknowledged_at_once(event: str, payload: dict, bot_name: str) -> bool:
     its configuration allows)."""
     author = field(payload, "comment", "author_association")
     return asks(event, payload, bot_name) and author in RepoConfig().allowed_authors
+
+
+MAX_REQUEST_AGE_S = 24 * 3600
+"""`/revisor review` reviews the head of the moment: asked longer ago than this (a delivery sent
+again days later), it is not acted on."""
+
+
+def request_age_s(payload: dict) -> float | None:
+    """Seconds since the comment that asked was written, if GitHub said when."""
+    written = field(payload, "comment", "created_at")
+    try:
+        return time.time() - datetime.fromisoformat(written).timestamp()  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
 
 
 def no_suggestion_note(outcome: NoRevision) -> str:
@@ -203,7 +218,11 @@ class Handlers:
         """Act on the delivery; return what was done, for the job record and the logs."""
         action = ctx.payload.get("action")
         if ctx.event == "pull_request" and action in ("synchronize", "closed"):
-            settled = ctx.settle_outcomes(ctx.payload["pull_request"]["head"]["sha"], action == "closed")
+            head = ctx.payload["pull_request"]["head"]["sha"]
+            # An event for a head the pull request has left (retried, sent again) settles nothing:
+            # judged at that head, suggestions posted since would look rewritten.
+            stale = action == "synchronize" and head != ctx.api.pull.head.sha
+            settled = "" if stale else ctx.settle_outcomes(head, action == "closed")
             if action == "closed":
                 return settled or "closed: no suggestion was pending"
             if settled:
@@ -231,6 +250,8 @@ class Handlers:
                 return "draft pull request skipped"
             return self.review_pull_request(ctx, config, pull["head"]["sha"])
         if ctx.event == "issue_comment":
+            if (age := request_age_s(ctx.payload)) is not None and age > MAX_REQUEST_AGE_S:
+                return f"asked {age / 3600:.0f} h ago: a review of today's head was not what was asked"
             return self.review_pull_request(ctx, config, ctx.api.pull.head.sha)
         return f"{ctx.event} is not handled"
 
@@ -336,10 +357,15 @@ class Handlers:
             summary += f" {len(result.over_budget)} region(s) were over the budget and not reviewed."
         body = within_limit(summary, notes,
                             f"\n\n{self.footer(config)}\n{marker(print_)}\n{head_marker(head_sha)}")
-        refused = ctx.post_once(print_, lambda: ctx.api.review(head_sha, body, comments),
+        as_comments: list[bool] = []
+        refused = ctx.post_once(print_, lambda: as_comments.append(ctx.api.review(head_sha, body, comments)),
                                 config.max_answers_per_pull_request)
         if refused:
             return refused
+        if not as_comments[0]:  # in the review's body as text: nothing to commit, nothing to settle
+            SUGGESTIONS.labels("in review body").inc(len(comments) + len(notes))
+            return (f"posted a review with {len(comments)} suggestion(s) in its body: GitHub refused them "
+                    "as comments")
         SUGGESTIONS.labels("posted").inc(len(comments))
         for p in placed:
             location = p.suggestion.region.location

@@ -76,6 +76,10 @@ class JobStore(Protocol):
         fail the same way). Nothing if the job is another worker's now: its lease ran out."""
         ...
 
+    def purge(self, before: float) -> int:
+        """Forget the deliveries that finished (done or failed) before the time `before`; how many."""
+        ...
+
     def counts(self) -> dict[str, int]:
         """Stored deliveries by status, for /metrics."""
         ...
@@ -212,10 +216,10 @@ class SQLiteJobStore:
             return
         # A queued job's lease_until is the time before which it is not claimed again.
         self._db().execute(
-            f"""UPDATE deliveries SET error = ?, lease_until = ?,
+            f"""UPDATE deliveries SET error = ?, lease_until = ?, finished_at = ?,
                 status = CASE WHEN attempts >= ? OR NOT ? THEN 'failed' ELSE 'queued' END
                 WHERE {HELD}""",
-            (error, time.time() + delay, MAX_ATTEMPTS, retry, job.delivery_id, job.lease))
+            (error, time.time() + delay, time.time(), MAX_ATTEMPTS, retry, job.delivery_id, job.lease))
 
     def counts(self) -> dict[str, int]:
         rows = self._db().execute("SELECT status, COUNT(*) FROM deliveries GROUP BY status").fetchall()
@@ -238,6 +242,11 @@ class SQLiteJobStore:
     def unlock(self, key: str, holder: str) -> None:
         with self._write:
             self._db().execute("DELETE FROM locks WHERE key = ? AND holder = ?", (key, holder))
+
+    def purge(self, before: float) -> int:
+        with self._write:
+            return self._db().execute("DELETE FROM deliveries WHERE status IN ('done', 'failed') "
+                                      "AND finished_at < ?", (before,)).rowcount
 
     def requeue(self, delivery_id: str) -> bool:
         with self._write:
@@ -266,6 +275,8 @@ ATTEMPTS, ERRORS = "{revisor}:attempts", "{revisor}:errors"
 DELAYED, DELAYED_JOBS = "{revisor}:delayed", "{revisor}:delayed-jobs"  # retries waiting for their time
 FAILED_JOBS = "{revisor}:failed-jobs"  # what a failed job needs to be queued again
 DIGESTS = "{revisor}:digests"  # of every body stored
+DIGEST_OF = "{revisor}:digest-of"  # delivery -> its body's digest
+FINISHED = "{revisor}:finished"  # deliveries done or failed, by the time they finished
 SUGGESTIONS = "{revisor}:suggestions"  # key -> a posted suggestion, as JSON
 
 # A delivery is queued once: its id and its body's digest are recorded and the job added in one
@@ -276,6 +287,7 @@ if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 or redis.call('SISMEMBER', KEYS[
 end
 redis.call('HSET', KEYS[1], ARGV[1], 'queued')
 redis.call('SADD', KEYS[3], ARGV[4])
+redis.call('HSET', KEYS[4], ARGV[1], ARGV[4])
 redis.call('XADD', KEYS[2], '*', 'delivery_id', ARGV[1], 'event', ARGV[2], 'payload', ARGV[3])
 return 1
 """
@@ -305,6 +317,7 @@ if ARGV[5] == 'retry' then
 else
   redis.call('HSET', KEYS[2], ARGV[4], ARGV[5])
   redis.call('HINCRBY', KEYS[3], ARGV[5], 1)
+  redis.call('ZADD', KEYS[8], ARGV[8], ARGV[4])
   if ARGV[5] == 'failed' then redis.call('HSET', KEYS[7], ARGV[4], cjson.encode(fields)) end
 end
 if ARGV[6] ~= '' then redis.call('HSET', KEYS[4], ARGV[4], ARGV[6]) end
@@ -321,7 +334,22 @@ redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[3], ARGV[1])
 redis.call('HSET', KEYS[4], ARGV[1], 'queued')
 redis.call('HINCRBY', KEYS[5], 'failed', -1)
+redis.call('ZREM', KEYS[6], ARGV[1])
 return 1
+"""
+
+# Deliveries that finished long ago are forgotten, a batch at a time.
+PURGE = """
+local old = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1], 'LIMIT', 0, 500)
+for _, delivery in ipairs(old) do
+  local status = redis.call('HGET', KEYS[2], delivery)
+  if status then redis.call('HINCRBY', KEYS[3], status, -1) end
+  local digest = redis.call('HGET', KEYS[4], delivery)
+  if digest then redis.call('SREM', KEYS[5], digest) end
+  for i = 2, 8 do if i ~= 3 and i ~= 5 then redis.call('HDEL', KEYS[i], delivery) end end
+  redis.call('ZREM', KEYS[1], delivery)
+end
+return #old
 """
 
 # Take a lock that is free, or renew it for the one who holds it.
@@ -372,8 +400,9 @@ class RedisJobStore:
         self._cursor = "0-0"
         """Where XAUTOCLAIM goes on looking for jobs whose lease ran out: each call scans a few
         pending entries, so starting from the beginning every time would never reach the rest."""
-        self._enqueue, self._extend, self._settle, self._promote, self._requeue, self._lock, self._unlock = (
-            self.redis.register_script(s) for s in (ENQUEUE, EXTEND, SETTLE, PROMOTE, REQUEUE, LOCK, UNLOCK))
+        (self._enqueue, self._extend, self._settle, self._promote, self._requeue, self._lock, self._unlock,
+         self._purge) = (self.redis.register_script(s)
+                         for s in (ENQUEUE, EXTEND, SETTLE, PROMOTE, REQUEUE, LOCK, UNLOCK, PURGE))
 
     @property
     def consumer(self) -> str:
@@ -382,8 +411,8 @@ class RedisJobStore:
         return f"{self._process}-{threading.get_ident()}"
 
     def enqueue(self, delivery_id: str, event: str, payload: bytes) -> bool:
-        return self._enqueue(keys=[STATUS, STREAM, DIGESTS], args=[delivery_id, event, payload,
-                                                                   digest(payload)]) == 1
+        return self._enqueue(keys=[STATUS, STREAM, DIGESTS, DIGEST_OF],
+                             args=[delivery_id, event, payload, digest(payload)]) == 1
 
     def claim(self, lease_seconds: float) -> Job | None:
         self._promote(keys=[DELAYED, DELAYED_JOBS, STREAM], args=[time.time()])
@@ -420,8 +449,8 @@ class RedisJobStore:
     def _finish(self, delivery_id: str, entry: bytes, outcome: str, error: str,
                 not_before: float = 0.0) -> None:
         """Settle the job if this consumer holds its stream entry (the lease token)."""
-        self._settle(keys=[STREAM, STATUS, COUNTS, ERRORS, DELAYED, DELAYED_JOBS, FAILED_JOBS],
-                     args=[GROUP, entry, self.consumer, delivery_id, outcome, error, not_before])
+        self._settle(keys=[STREAM, STATUS, COUNTS, ERRORS, DELAYED, DELAYED_JOBS, FAILED_JOBS, FINISHED],
+                     args=[GROUP, entry, self.consumer, delivery_id, outcome, error, not_before, time.time()])
 
     def counts(self) -> dict[str, int]:
         running = self.redis.xpending(STREAM, GROUP)["pending"]
@@ -460,7 +489,15 @@ class RedisJobStore:
         return sorted((PostedSuggestion.from_json(v) for v in values if v), key=lambda s: s.posted_at)
 
     def requeue(self, delivery_id: str) -> bool:
-        return self._requeue(keys=[FAILED_JOBS, STREAM, ATTEMPTS, STATUS, COUNTS], args=[delivery_id]) == 1
+        return self._requeue(keys=[FAILED_JOBS, STREAM, ATTEMPTS, STATUS, COUNTS, FINISHED],
+                             args=[delivery_id]) == 1
+
+    def purge(self, before: float) -> int:
+        purged = 0
+        while batch := self._purge(keys=[FINISHED, STATUS, COUNTS, DIGEST_OF, DIGESTS, ATTEMPTS, ERRORS,
+                                         FAILED_JOBS], args=[before]):
+            purged += batch
+        return purged
 
 
 def open_store(database: str, redis_url: str | None) -> JobStore:

@@ -6,8 +6,9 @@ request that changed those lines: the code the reviewer saw (at the comment's
 commit. Records use the CodeReviewer JSONL schema that `revisor train`, `bench` and `data split`
 read, plus `created_at` and where the pair came from.
 
-Mining resumes: `<output>.state.json` lists the pull requests done, and records already in the
-output are never written again.
+Mining resumes: `<output>.state.json` lists the closed pull requests done (an open one is read
+again by the next run, for the comments answered since), and records already in the output are
+never written again. A run with another `--since` reads every pull request again.
 """
 
 from __future__ import annotations
@@ -120,20 +121,29 @@ class MiningRun:
 
     output: Path
     repo: str
+    since: str | None = None
+    """The `--since` the pull requests done were read with."""
     pulls_done: list[int] = field(default_factory=list)
-    pairs: int = 0
+    """Closed pull requests whose every comment was read: no later run reads them again."""
+    pulls_read: int = 0
+    """Pull requests read by this run."""
     skipped: Counter = field(default_factory=Counter)
     written: set[str] = field(default_factory=set)
     """Ids of the records in the output: a resumed run never writes one again."""
+
+    @property
+    def pairs(self) -> int:
+        return len(self.written)
 
     @property
     def state_path(self) -> Path:
         return self.output.with_name(self.output.name + ".state.json")
 
     @classmethod
-    def open(cls, output: Path, repo: str) -> MiningRun:
-        """A new run, or the one that stopped; a last line cut short by an interruption is dropped."""
-        run = cls(output, repo)
+    def open(cls, output: Path, repo: str, since: datetime | None = None) -> MiningRun:
+        """A new run, or the one that stopped; a last line cut short by an interruption is cut
+        off (the records before it are never rewritten)."""
+        run = cls(output, repo, since.isoformat() if since else None)
         if not output.exists():
             return run
         if not run.state_path.exists():
@@ -141,17 +151,23 @@ class MiningRun:
         state = json.loads(run.state_path.read_text())
         if state["repo"] != repo:
             raise RevisorError(f"{output} holds pairs of {state['repo']}, not {repo}: pass another --output")
-        complete, _, cut = output.read_text(encoding="utf-8").rpartition("\n")
-        if cut:
-            output.write_text(complete + "\n" if complete else "", encoding="utf-8")
-        written = {json.loads(line)["_id"] for line in complete.splitlines() if line}
-        return cls(output, repo, state["pulls_done"], state["pairs"], Counter(state["skipped"]), written)
+        text = output.read_bytes()
+        complete = text[: text.rfind(b"\n") + 1]
+        if len(complete) < len(text):
+            os.truncate(output, len(complete))
+        run.written = {json.loads(line)["_id"] for line in complete.decode("utf-8").splitlines() if line}
+        if state.get("since") == run.since:  # else the pull requests done were read with another --since
+            run.pulls_done, run.skipped = state["pulls_done"], Counter(state["skipped"])
+        return run
 
     def save(self) -> None:
-        """Atomically, so an interruption leaves the old state or the new one."""
+        """Atomically and durably, so an interruption or a crash leaves the old state or the new one."""
         partial = self.state_path.with_suffix(".partial")
-        partial.write_text(json.dumps({"repo": self.repo, "pulls_done": self.pulls_done, "pairs": self.pairs,
-                                       "skipped": dict(self.skipped)}, indent=1))
+        with partial.open("w") as out:
+            json.dump({"repo": self.repo, "since": self.since, "pulls_done": self.pulls_done,
+                       "pairs": self.pairs, "skipped": dict(self.skipped)}, out, indent=1)
+            out.flush()
+            os.fsync(out.fileno())
         os.replace(partial, self.state_path)
 
 
@@ -180,12 +196,14 @@ def mine(repo: Repository, run: MiningRun, since: datetime | None = None, limit:
                 if isinstance(record, str):
                     run.skipped[record] += 1
                     continue
-                if record["_id"] not in run.written:  # else written before an interruption
+                if record["_id"] not in run.written:  # else written by an earlier run
                     out.write(json.dumps(record) + "\n")
-                run.pairs += 1
+                    run.written.add(record["_id"])
             out.flush()
             os.fsync(out.fileno())
-            run.pulls_done.append(pull.number)
+            run.pulls_read += 1
+            if pull.state == "closed":  # an open one may yet get answers and comments
+                run.pulls_done.append(pull.number)
             run.save()
             on_pull(run)
     return run

@@ -57,21 +57,32 @@ class PostedSuggestion:
 
 
 
+def copies(lines: list[str], block: list[str]) -> int:
+    return sum(lines[i:i + len(block)] == block for i in range(len(lines) - len(block) + 1))
+
+
 def judge(posted: PostedSuggestion, before: list[str] | None, after: list[str] | None) -> str:
     """`posted`'s outcome from its file at the commit it was posted on and at a later head
-    (None: no such file there): applied, changed, or still pending."""
+    (None: no such file there): applied when the lines where the commented ones were are now
+    exactly the suggestion's, as "Commit suggestion" leaves them; changed when those lines were
+    rewritten otherwise; pending while they stand (lines added beside them leave them standing)."""
     if before is None or after is None:
         return "changed"  # the file was removed or renamed: not by the suggestion
+    start, end = posted.start - 1, posted.end
     ops = line_opcodes(before, after)
-    if not touched(ops, posted.start - 1, posted.end):
+    if not touched(ops, start, end):
         return "pending"
-    low, high = follow(ops, posted.start - 1, posted.end)
+    low, high = follow(ops, start, end)
     now = [line.rstrip() for line in after[low:high]]
     wanted = [line.rstrip() for line in posted.suggestion.splitlines()]
-    if not wanted:  # the suggestion deleted the lines
-        return "applied" if not now else "changed"
-    held = any(now[i:i + len(wanted)] == wanted for i in range(len(now) - len(wanted) + 1))
-    return "applied" if held else "changed"
+    original = [line.rstrip() for line in before[start:end]]
+    moved = not wanted and copies([x.rstrip() for x in after], original) >= copies(
+        [x.rstrip() for x in before], original)  # deleted here, pasted elsewhere: not applied
+    if now == wanted and not moved:
+        return "applied"
+    rewritten = any(tag != "equal" and (i1 < end and i2 > start if i1 < i2 else start < i1 < end)
+                    for tag, i1, i2, _, _ in ops)
+    return "changed" if rewritten or moved else "pending"
 
 
 def settle(pending: list[PostedSuggestion], lines_at: Callable[[str, str], list[str] | None],

@@ -164,7 +164,7 @@ def start_workers(service: ServiceSettings, github: GitHubSettings, model: Model
 
     pool = WorkerPool([], threading.Event(), shared)
     for _ in range(count):
-        worker = Worker(store, handlers, app_api(github), service.lease_seconds)
+        worker = Worker(store, handlers, app_api(github), service.lease_seconds, service.keep_days * 86400)
         thread = threading.Thread(target=worker.run_forever, args=(pool.stop,), daemon=True)
         thread.start()
         pool.threads.append(thread)

@@ -48,13 +48,17 @@ def pull_request_number(payload: dict) -> int:
     return (payload.get("pull_request") or payload.get("issue") or {})["number"]
 
 
+PURGE_EVERY_S = 3600.0
+
+
 class Worker:
     def __init__(self, store: JobStore, handlers: Callable[[], Handlers], open_api: Callable[[dict], object],
-                 lease_seconds: float = 120.0):
+                 lease_seconds: float = 120.0, keep_seconds: float | None = None):
         """`handlers` is called once, on the first job (so the model loads after the service is up);
-        `open_api(payload)` gives the pull request's API for a delivery."""
+        `open_api(payload)` gives the pull request's API for a delivery. Running for good, the
+        worker forgets deliveries that finished more than `keep_seconds` ago, once an hour."""
         self.store, self._make_handlers, self.open_api = store, handlers, open_api
-        self.lease_seconds = lease_seconds
+        self.lease_seconds, self.keep_seconds = lease_seconds, keep_seconds
         self._handlers: Handlers | None = None
 
     def run_once(self) -> bool:
@@ -105,8 +109,14 @@ class Worker:
                     error_seconds: float = 5.0) -> None:
         """Run jobs until `stop`; an error of the store (a Redis restart, a locked database) is
         logged and waited out, never the end of the worker."""
+        next_purge = 0.0
         while not stop.is_set():
             try:
+                if self.keep_seconds is not None and time.monotonic() >= next_purge:
+                    if purged := self.store.purge(time.time() - self.keep_seconds):
+                        log.info("forgot %d deliveries finished over %.1f days ago", purged,
+                                 self.keep_seconds / 86400)
+                    next_purge = time.monotonic() + PURGE_EVERY_S
                 busy = self.run_once()
             except Exception:  # noqa: BLE001
                 log.exception("the job store failed; trying again in %.0f s", error_seconds)
