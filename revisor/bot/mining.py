@@ -128,6 +128,7 @@ class MiningRun:
     pulls_read: int = 0
     """Pull requests read by this run."""
     skipped: Counter = field(default_factory=Counter)
+    """Comments this run read that cannot be pairs, by reason."""
     written: set[str] = field(default_factory=set)
     """Ids of the records in the output: a resumed run never writes one again."""
 
@@ -157,7 +158,7 @@ class MiningRun:
             os.truncate(output, len(complete))
         run.written = {json.loads(line)["_id"] for line in complete.decode("utf-8").splitlines() if line}
         if state.get("since") == run.since:  # else the pull requests done were read with another --since
-            run.pulls_done, run.skipped = state["pulls_done"], Counter(state["skipped"])
+            run.pulls_done = state["pulls_done"]
         return run
 
     def save(self) -> None:
@@ -165,7 +166,7 @@ class MiningRun:
         partial = self.state_path.with_suffix(".partial")
         with partial.open("w") as out:
             json.dump({"repo": self.repo, "since": self.since, "pulls_done": self.pulls_done,
-                       "pairs": self.pairs, "skipped": dict(self.skipped)}, out, indent=1)
+                       "pairs": self.pairs}, out, indent=1)
             out.flush()
             os.fsync(out.fileno())
         os.replace(partial, self.state_path)
