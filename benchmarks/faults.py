@@ -297,6 +297,8 @@ def hostile_names_and_code(bench: Bench) -> dict:
         bench.next_comment += 1
         pull.review_comments.append(comment)
         comments.append(comment["id"])
+    config = ("master", ".github/revisor.yml")
+    bench.gh.contents[config] += "review_pull_requests: true\n"  # the pull request is reviewed whole too
     worker = bench.worker("hostile")
     deliveries = []
     try:
@@ -320,14 +322,15 @@ def hostile_names_and_code(bench: Bench) -> dict:
         failed = bench.failed(deliveries)
     finally:
         worker.stop()
+        bench.gh.contents[config] = bench.gh.contents[config].replace("review_pull_requests: true\n", "")
     written = [c["body"] for c in pull.review_comments if c.get("user", {}).get("type") == "Bot"]
     written += [r["body"] for r in pull.reviews] + [c["body"] for c in pull.issue_comments]
     planted = mentioned = 0
     for body in written:  # Revisor's own: one marker, and in a review the head it covered
-        comments, mentions = live_parts(body)
-        markers = [c for c in comments if MARKER.fullmatch(c)]
-        heads = [c for c in comments if c == f"<!-- revisor-head:{pull.head_sha} -->"]
-        planted += len(comments) - len(markers[:1]) - len(heads[:1])
+        hidden, mentions = live_parts(body)
+        markers = [c for c in hidden if MARKER.fullmatch(c)]
+        heads = [c for c in hidden if c == f"<!-- revisor-head:{pull.head_sha} -->"]
+        planted += len(hidden) - len(markers[:1]) - len(heads[:1])
         mentioned += len(mentions)
     replies = [len([c for c in pull.review_comments if c.get("in_reply_to_id") == i]) for i in comments]
     return {"fault": "hostile file names and code (markers, fences, `<!--`, @mentions)",
