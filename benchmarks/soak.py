@@ -27,6 +27,7 @@ import redis
 from benchmarks.faults import SERVED, Bench
 from revisor.model.embedded import prepare_embedded_model
 from tests import bot_scenario as s
+from tests.github_server import BASE_SHA
 from tests.servers import vllm_server, wait_until
 
 
@@ -49,6 +50,7 @@ def push(bench: Bench, n: int) -> str:
     pull = bench.gh.pulls[s.PR]
     old, new = pull.head_sha, f"{n:040x}"
     bench.gh.compares[(old, new)] = []
+    bench.gh.compares[(BASE_SHA, new)] = pull.files
     pull.head_sha = new
     payload = s.pull_request_payload("synchronize")
     payload["pull_request"]["head"]["sha"] = new
@@ -69,6 +71,10 @@ def main() -> None:
     logs = Path(tempfile.mkdtemp(prefix="revisor-soak-"))
     os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{(os.cpu_count() or 1) - 1}")
     bench = Bench(logs)
+    # Comments keep coming on the first head's lines after pushes: its diff stays readable. And
+    # every comment is answered: far more than the 50 answers a pull request gets by default.
+    bench.gh.compares[(BASE_SHA, s.HEAD)] = bench.gh.pulls[s.PR].files
+    bench.gh.contents[("master", ".github/revisor.yml")] += "max_answers_per_pull_request: 100000\n"
     client = redis.Redis.from_url(bench.redis_url)
     workers = [bench.worker(f"soak-{n}") for n in (1, 2)]
     faults = {"worker killed": 0, "502 after write": 0, "rate limit": 0, "model server restarted": 0}

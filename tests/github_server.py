@@ -17,6 +17,7 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import jwt
@@ -132,17 +133,29 @@ def git(repo: Path, *args: str) -> str:
                           check=True).stdout
 
 
-def commit_files(repo: Path, sha: str) -> list[dict]:
-    """A commit's files as GitHub's commit endpoint lists them (against its first parent)."""
+def listed_files(name_status: str) -> list[dict]:
+    """Files as GitHub lists them, from `git diff --name-status -M` (renames with their old name)."""
     files = []
-    changes = git(repo, "diff-tree", "--no-commit-id", "-r", "-M", "--root", "--name-status", sha)
-    for line in changes.splitlines():
+    for line in name_status.splitlines():
         status, *paths = line.split("\t")
         entry = {"filename": paths[-1], "status": GIT_STATUS[status[0]], "sha": "b" * 40}
         if status[0] == "R":
             entry["previous_filename"] = paths[0]
         files.append(entry)
     return files
+
+
+def commit_files(repo: Path, sha: str) -> list[dict]:
+    """A commit's files as GitHub's commit endpoint lists them: against its first parent, a merge's
+    too."""
+    return listed_files(git(repo, "diff-tree", "--no-commit-id", "-r", "-M", "--root", "-m", "--first-parent",
+                            "--name-status", sha))
+
+
+def compared_files(repo: Path, base: str, head: str) -> list[dict]:
+    """The files changed from the merge base of `base` and `head` to `head`, as GitHub's compare
+    endpoint lists them."""
+    return listed_files(git(repo, "diff", "--name-status", "-M", f"{base}...{head}"))
 
 
 def ok(body, status: int = 200, headers: dict | None = None) -> JSONResponse:
@@ -171,7 +184,8 @@ def create_github_app(gh: FakeGitHub) -> FastAPI:
         for suffix, status in gh.failing_paths.items():
             if request.url.path.endswith(suffix):
                 return error(status, "Forbidden")
-        as_app = request.url.path.startswith("/app/") or request.url.path == f"{prefix}/installation"
+        as_app = (request.url.path == "/app" or request.url.path.startswith("/app/")
+                  or request.url.path == f"{prefix}/installation")
         limited = None if as_app else rate_limited(gh)
         if limited is not None:
             return limited
@@ -198,6 +212,10 @@ def create_github_app(gh: FakeGitHub) -> FastAPI:
         if wrote and gh.fail_after_write and response.status_code < 300:
             return error(gh.fail_after_write.pop(0), "Server Error")  # done, but the client cannot know
         return response
+
+    @app.get("/app")
+    def the_app():
+        return ok({"id": int(gh.app_id), "slug": "revisor", "name": "Revisor", "owner": {"login": owner}})
 
     @app.get("/app/hook/deliveries")
     def hook_deliveries(request: Request):
@@ -384,6 +402,11 @@ def create_github_app(gh: FakeGitHub) -> FastAPI:
     def compare(basehead: str):
         base, _, head = basehead.partition("...")
         files = gh.compares.get((base, head))
+        if files is None and gh.git is not None:  # the repository's own history
+            try:
+                files = compared_files(gh.git, base, head)
+            except subprocess.CalledProcessError:
+                files = None
         if files is None:
             return error(404, "Not Found")
         return ok({"status": "ahead", "ahead_by": 1, "behind_by": 0, "total_commits": 1, "commits": [],
@@ -395,9 +418,15 @@ def create_github_app(gh: FakeGitHub) -> FastAPI:
         if gh.git is None:
             return ok(commit)
         try:
-            return ok({**commit, "files": commit_files(gh.git, sha)})
+            parents, seconds = git(gh.git, "show", "-s", "--format=%P%n%ct", sha).splitlines()
+            files = commit_files(gh.git, sha)
         except subprocess.CalledProcessError:
             return error(422, f"No commit found for SHA: {sha}")
+        when = datetime.fromtimestamp(int(seconds), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        person = {"name": "Dev", "email": "dev@example.com", "date": when}
+        return ok({**commit, "files": files, "commit": {"author": person, "committer": person, "message": ""},
+                   "parents": [{"sha": p, "url": f"{gh.base(request)}{prefix}/commits/{p}"}
+                               for p in parents.split()]})
 
     @app.get(prefix + "/contents/{path:path}")
     def get_contents(request: Request, path: str):

@@ -4,6 +4,7 @@ commits each, and review comments on them as GitHub records them (`original_comm
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -52,8 +53,9 @@ UTIL = "def double(x):\n    return x * 2\n\n\ndef triple(x):\n    return x*3\n"
 
 
 def commit(repo: Path, message: str, files: dict[str, str | None],
-           moves: dict[str, str] | None = None) -> str:
-    """Commit these file contents (None deletes) and renames; the new commit's sha."""
+           moves: dict[str, str] | None = None, when: str | None = None) -> str:
+    """Commit these file contents (None deletes) and renames, at `when` (ISO 8601; default now);
+    the new commit's sha."""
     for old, new in (moves or {}).items():
         git(repo, "mv", old, new)
     for path, text in files.items():
@@ -63,7 +65,9 @@ def commit(repo: Path, message: str, files: dict[str, str | None],
         (repo / path).parent.mkdir(parents=True, exist_ok=True)
         (repo / path).write_text(text)
         git(repo, "add", path)
-    git(repo, "-c", "user.name=Dev", "-c", "user.email=dev@example.com", "commit", "-q", "-m", message)
+    dated = {"GIT_AUTHOR_DATE": when, "GIT_COMMITTER_DATE": when} if when else {}
+    subprocess.run(["git", "-C", str(repo), "-c", "user.name=Dev", "-c", "user.email=dev@example.com",
+                    "commit", "-q", "-m", message], check=True, env={**os.environ, **dated})
     return git(repo, "rev-parse", "HEAD").strip()
 
 
@@ -106,6 +110,23 @@ def history_github(root: Path) -> tuple[FakeGitHub, str, dict[str, str]]:
     c["p2a"] = commit(repo, "config", {"app/config.py": "TIMEOUT=30\nRETRIES=3\n"})
     c["p2b"] = commit(repo, "config spaces", {"app/config.py": "TIMEOUT = 30\nRETRIES = 3\n"})
 
+    # A review begun on an older commit: the author's next commit, made before the comment was
+    # written, changed its lines; it did not answer it.
+    git(repo, "checkout", "-q", "-b", "fourth", c["base"])
+    c["p4a"] = commit(repo, "tax", {"app/tax.py": "RATE=0.2\nLIMIT=10\n"}, when="2025-12-01T10:00:00Z")
+    c["p4b"] = commit(repo, "tax spaces", {"app/tax.py": "RATE = 0.2\nLIMIT=10\n"},
+                      when="2025-12-01T11:00:00Z")
+    # A merge of the base branch changes the commented line: not an answer either.
+    git(repo, "checkout", "-q", "main")
+    c["main2"] = commit(repo, "rates", {"app/rates.py": "RATE=1\nCAP=2\nFLOOR=0\n"})
+    git(repo, "checkout", "-q", "-b", "fifth")
+    c["p5a"] = commit(repo, "ceiling", {"app/rates.py": "RATE=1\nCAP=2\nFLOOR=0\nCEIL=9\n"})
+    git(repo, "checkout", "-q", "main")
+    c["main3"] = commit(repo, "rate spaces", {"app/rates.py": "RATE = 1\nCAP=2\nFLOOR=0\n"})
+    git(repo, "checkout", "-q", "fifth")
+    git(repo, "-c", "user.name=Dev", "-c", "user.email=dev@example.com", "merge", "-q", "--no-edit", "main")
+    c["p5b"] = git(repo, "rev-parse", "HEAD").strip()
+
     gh = FakeGitHub(APP_ID, public, INSTALLATION, REPO, git=repo)
     first = PullRequest(1, c["p1d"], "main", [], commits=[c["p1a"], c["p1b"], c["p1c"], c["p1d"]],
                         created_at="2026-03-01T09:00:00Z", updated_at="2026-03-05T09:00:00Z", state="closed")
@@ -133,5 +154,13 @@ def history_github(root: Path) -> tuple[FakeGitHub, str, dict[str, str]]:
                                       "2026-02-01T10:00:00Z")]
     third = PullRequest(3, c["base"], "main", [], commits=[c["base"]], created_at="2026-01-01T09:00:00Z",
                         updated_at="2026-01-01T09:00:00Z", state="closed")  # no review comments
-    gh.pulls = {1: first, 2: second, 3: third}
+    fourth = PullRequest(4, c["p4b"], "main", [], commits=[c["p4a"], c["p4b"]], state="closed",
+                         created_at="2025-12-01T09:00:00Z", updated_at="2025-12-02T09:00:00Z")
+    fourth.review_comments = [comment(4, 401, "app/tax.py", 1, "spaces around =", c["p4a"],
+                                      "2025-12-01T12:00:00Z")]
+    fifth = PullRequest(5, c["p5b"], "main", [], commits=[c["p5a"], c["p5b"]], state="closed",
+                        created_at="2025-11-01T09:00:00Z", updated_at="2025-11-02T09:00:00Z")
+    fifth.review_comments = [comment(5, 501, "app/rates.py", 1, "spaces around =", c["p5a"],
+                                     "2025-11-01T10:00:00Z")]
+    gh.pulls = {1: first, 2: second, 3: third, 4: fourth, 5: fifth}
     return gh, private, c

@@ -604,19 +604,16 @@ def test_answers_on_one_pull_request_are_capped(github):
     assert len(engine.requests) == 1 and len(s.replies(gh)) == 1
 
 
-def test_two_jobs_at_once_never_both_take_the_last_answer_allowed(github, store):
-    gh, key, url = github
-    gh.contents[("master", ".github/revisor.yml")] += "max_answers_per_pull_request: 1\n"
-    gh.pulls[s.PR].review_comments.append(s.human_comment(comment_id=78))
+def two_workers_at_once(github, store) -> None:
+    """Two workers run a stored job each, at the same time, the model slow enough that both are
+    past their first checks before either posts."""
+    _, key, url = github
 
-    def slow_answer(code):  # both jobs are past their first check before either posts
+    def slow_answer(code):
         time.sleep(0.5)
         return CONTEXT_MANAGER
 
     h, _ = handlers(slow_answer)
-    for comment in (s.COMMENT_ID, 78):  # two comments, one answer left
-        assert store.enqueue(f"c{comment}", "pull_request_review_comment",
-                             json.dumps(s.review_comment_payload(comment_id=comment)).encode())
     workers = [Worker(store, lambda: h, lambda payload: open_api(url, key, payload), 30) for _ in range(2)]
     threads = [threading.Thread(target=w.run_once) for w in workers]
     for thread in threads:
@@ -624,6 +621,16 @@ def test_two_jobs_at_once_never_both_take_the_last_answer_allowed(github, store)
     for thread in threads:
         thread.join(30)
     assert store.counts() == {"done": 2}
+
+
+def test_two_jobs_at_once_never_both_take_the_last_answer_allowed(github, store):
+    gh = github[0]
+    gh.contents[("master", ".github/revisor.yml")] += "max_answers_per_pull_request: 1\n"
+    gh.pulls[s.PR].review_comments.append(s.human_comment(comment_id=78))
+    for comment in (s.COMMENT_ID, 78):  # two comments, one answer left
+        assert store.enqueue(f"c{comment}", "pull_request_review_comment",
+                             json.dumps(s.review_comment_payload(comment_id=comment)).encode())
+    two_workers_at_once(github, store)
     assert len(s.replies(gh)) + len(s.replies(gh, 78)) == 1
 
 
@@ -685,24 +692,11 @@ def test_synchronize_reviews_only_what_changed_since_the_last_reviewed_head(gith
 
 
 def test_two_jobs_for_one_comment_at_once_post_one_reply(github, store):
-    gh, key, url = github
-
-    def slow_answer(code):  # both jobs are past their first check before either posts
-        time.sleep(0.5)
-        return CONTEXT_MANAGER
-
-    h, _ = handlers(slow_answer)
     for delivery in ("first", "second"):  # two deliveries about the same comment
         body = json.dumps({**s.review_comment_payload(), "delivery": delivery}).encode()
         assert store.enqueue(delivery, "pull_request_review_comment", body)
-    workers = [Worker(store, lambda: h, lambda payload: open_api(url, key, payload), 30) for _ in range(2)]
-    threads = [threading.Thread(target=w.run_once) for w in workers]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    assert store.counts() == {"done": 2}
-    assert len(s.replies(gh)) == 1
+    two_workers_at_once(github, store)
+    assert len(s.replies(github[0])) == 1
 
 
 def test_a_comment_on_an_earlier_commit_revises_that_commits_lines(github):
@@ -765,6 +759,24 @@ def test_markers_count_only_in_the_apps_own_comments(github):
     [reply] = s.replies(gh)
     assert reply["body"].count("<!-- revisor:") == 1 and "0" * 16 not in reply["body"]
     assert handle(github, "pull_request", s.pull_request_payload(), h).startswith("posted a review")
+
+
+def test_markers_count_only_in_what_this_apps_bot_user_wrote(github):
+    from revisor.bot.config import GitHubSettings
+    from revisor.bot.service import app_api
+
+    gh, key, url = github
+    other_bot = {"login": "other-app[bot]", "type": "Bot"}  # another App on the repository
+    gh.pulls[s.PR].review_comments.append({**s.human_comment(marker(fingerprint("reply", s.COMMENT_ID)),
+                                                             comment_id=5), "user": other_bot})
+    settings = GitHubSettings(api_url=url, app_id=s.APP_ID, app_private_key=key)
+    api = app_api(settings)(s.review_comment_payload())
+    assert api.bot_login == "revisor[bot]"  # the App's slug, asked of GitHub
+    h, _ = handlers()
+    ctx = ReviewContext("d", "pull_request_review_comment", s.review_comment_payload(), api,
+                        logging.LoggerAdapter(logging.getLogger()))
+    assert h.handle(ctx).startswith("replied with a suggestion")
+    assert h.handle(ctx) == "already answered"  # its own marker counts
 
 
 def test_a_422_from_github_keeps_the_comments_in_the_review_body(github):

@@ -8,6 +8,7 @@ import logging
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 
 import pytest
 
@@ -22,7 +23,7 @@ from revisor.training.datasets import load_dataset
 from tests import bot_scenario as s
 from tests.conftest import ROOT
 from tests.fakes import FakeEngine
-from tests.github_server import FakeGitHub, PullRequest, ServerThread, create_github_app, new_app_key
+from tests.github_server import FakeGitHub, PullRequest, ServerThread, create_github_app, git, new_app_key
 from tests.repo_history import commit, pull_files
 
 SHOP = """def count(items):
@@ -66,8 +67,10 @@ def outcomes(store) -> float:
             for o in ("applied", "changed", "left")}
 
 
-def test_applied_changed_and_left_after_a_push_and_on_close(ledger, tmp_path):
-    store, store_env = ledger
+@contextmanager
+def shop_pull(tmp_path, store):
+    """A pull request adding app/shop.py over a real git history on the GitHub-like server, and
+    `handle(event, payload)`, the bot with a scripted model (ANSWERS) and `store` as its ledger."""
     repo = tmp_path / "repo"
     subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
     base = commit(repo, "start", {"README.md": "# shop\n"})
@@ -78,7 +81,6 @@ def test_applied_changed_and_left_after_a_push_and_on_close(ledger, tmp_path):
                                         commits=[first_head])
     engine = FakeEngine(ANSWERS.__getitem__)
     handlers = Handlers(lambda strategy, adapter: Reviser(engine, ZeroShot()), "fake")
-    before = outcomes(store)
     with ServerThread(create_github_app(gh)) as url:
         def handle(event: str, payload: dict) -> str:
             api = PullRequestAPI.open(app_client(url, s.APP_ID, private, s.INSTALLATION), s.REPO, s.PR)
@@ -86,12 +88,44 @@ def test_applied_changed_and_left_after_a_push_and_on_close(ledger, tmp_path):
                                 lambda key: locked(store, key), store)
             return handlers.handle(ctx)
 
+        yield repo, base, first_head, pull, handle
+
+
+def ask(pull, handle, comment_id: int, start: int, end: int, body: str, commit_id: str) -> None:
+    """A reviewer's comment on lines `start`..`end` of app/shop.py at `commit_id`, answered."""
+    payload = s.review_comment_payload(body, comment_id=comment_id)
+    payload["comment"].update(path="app/shop.py", start_line=start if start != end else None, line=end,
+                              commit_id=commit_id)
+    pull.review_comments.append(dict(payload["comment"]))
+    assert handle("pull_request_review_comment", payload).startswith("replied with a suggestion")
+
+
+def push(repo, base, pull, handle, files: dict, first_head: str) -> str:
+    """Commit `files` to the pull request and deliver its `synchronize` event; the new head."""
+    head = commit(repo, "review fixes", files)
+    pull.head_sha, pull.commits = head, [first_head, head]
+    pull.files = pull_files(repo, base, head)
+    event = s.pull_request_payload("synchronize")
+    event["pull_request"]["head"]["sha"] = head
+    handle("pull_request", event)
+    return head
+
+
+def test_a_suggestion_applied_in_a_file_renamed_since_is_applied(tmp_path):
+    store = SQLiteJobStore(tmp_path / "jobs.db")
+    with shop_pull(tmp_path, store) as (repo, base, first_head, pull, handle):
+        ask(pull, handle, 301, 4, 4, "/revise use +=", first_head)
+        git(repo, "mv", "app/shop.py", "app/store.py")  # moved, and the suggestion committed
+        push(repo, base, pull, handle, {"app/store.py": SHOP.replace("n = n + 1", "n += 1")}, first_head)
+    assert [p.outcome for p in store.suggestions()] == ["applied"]
+
+
+def test_applied_changed_and_left_after_a_push_and_on_close(ledger, tmp_path):
+    store, store_env = ledger
+    before = outcomes(store)
+    with shop_pull(tmp_path, store) as (repo, base, first_head, pull, handle):
         for comment_id, start, end, body in COMMENTS:
-            payload = s.review_comment_payload(body, comment_id=comment_id)
-            payload["comment"].update(path="app/shop.py", start_line=start if start != end else None,
-                                      line=end, commit_id=first_head)
-            pull.review_comments.append(dict(payload["comment"]))
-            assert handle("pull_request_review_comment", payload).startswith("replied with a suggestion")
+            ask(pull, handle, comment_id, start, end, body, first_head)
         key = f"{s.REPO}#{s.PR}"
         posted = store.suggestions(key)
         assert [(p.start, p.end, p.outcome) for p in posted] == [(4, 4, "pending"), (9, 12, "pending"),
@@ -101,17 +135,9 @@ def test_applied_changed_and_left_after_a_push_and_on_close(ledger, tmp_path):
         pushed = SHOP.replace("n = n + 1", "n += 1").replace(  # the first as suggested; the second otherwise
             "    result = []\n    for item in items:\n        result.append(item.name)\n    return result",
             "    return list(map(lambda item: item.name, items))")
-        head = commit(repo, "review fixes", {"app/shop.py": "import os\n\n" + pushed})
-        pull.head_sha, pull.commits = head, [first_head, head]
-        pull.files = pull_files(repo, base, head)
-        push = s.pull_request_payload("synchronize")
-        push["pull_request"]["head"]["sha"] = head
-        handle("pull_request", push)
+        head = push(repo, base, pull, handle, {"app/shop.py": "import os\n\n" + pushed}, first_head)
         assert [p.outcome for p in store.suggestions(key)] == ["applied", "changed", "pending"]
-        later = s.review_comment_payload("/revise step by two", comment_id=304)  # on the new head
-        later["comment"].update(path="app/shop.py", start_line=None, line=6, commit_id=head)
-        pull.review_comments.append(dict(later["comment"]))
-        assert handle("pull_request_review_comment", later).startswith("replied with a suggestion")
+        ask(pull, handle, 304, 6, 6, "/revise step by two", head)  # on the new head
         stale = s.pull_request_payload("synchronize")  # the first push's event, sent again
         stale["pull_request"]["head"]["sha"] = first_head
         handle("pull_request", stale)

@@ -158,10 +158,9 @@ def lines_of(comment: dict) -> str:
     return f"{comment['path']}:{comment.get('start_line', comment['line'])}-{comment['line']}"
 
 
-def by_app(item) -> bool:
-    """Written by an App (Revisor, or the Actions bot that runs it), never by a person: a hidden
-    marker in a person's comment must not stop Revisor or change what it reviews."""
-    return item.user is not None and item.user.type == "Bot"
+def app_bot_login(integration: GithubIntegration) -> str:
+    """The login of the bot user an App writes as: `<its slug>[bot]`."""
+    return f"{integration.get_app().slug}[bot]"
 
 
 @dataclass
@@ -170,11 +169,21 @@ class PullRequestAPI:
 
     repo: Repository
     pull: PullRequest
+    bot_login: str | None = None
+    """Whose comments are Revisor's: this App's bot user; None (a GitHub Actions run, whose token
+    may be any bot's): any App's."""
 
     @classmethod
-    def open(cls, client: Github, full_name: str, number: int) -> PullRequestAPI:
+    def open(cls, client: Github, full_name: str, number: int,
+             bot_login: str | None = None) -> PullRequestAPI:
         repo = client.get_repo(full_name)
-        return cls(repo, repo.get_pull(number))
+        return cls(repo, repo.get_pull(number), bot_login)
+
+    def ours(self, item) -> bool:
+        """Written by Revisor, never by a person or another App: a hidden marker in their comments
+        must not stop Revisor or change what it reviews."""
+        user = item.user
+        return user is not None and user.type == "Bot" and self.bot_login in (None, user.login)
 
     def diff(self) -> Diff:
         return parse_diff(file_patch_diff(self.pull.get_files()))
@@ -196,6 +205,16 @@ class PullRequestAPI:
     def file_lines(self, path: str, ref: str) -> list[str] | None:
         return file_lines(self.repo, path, ref)
 
+    def lines_later(self, path: str, commit: str, head: str) -> list[str] | None:
+        """`path`'s lines at `head`, under its new name if a commit since `commit` renamed it;
+        None where it is gone."""
+        lines = self.file_lines(path, head)
+        if lines is not None:
+            return lines
+        renamed = [f.filename for f in self.repo.compare(commit, head).files
+                   if f.status == "renamed" and f.previous_filename == path]
+        return self.file_lines(renamed[0], head) if renamed else None
+
     def config_text(self) -> str | None:
         """`.github/revisor.yml` from the base branch, never from the pull request's head."""
         try:
@@ -211,14 +230,14 @@ class PullRequestAPI:
 
     def posted_fingerprints(self) -> set[str]:
         """Fingerprints hidden in what Revisor already posted on this pull request."""
-        bodies = [c.body for c in self.pull.get_review_comments() if by_app(c)]
-        bodies += [r.body for r in self.pull.get_reviews() if by_app(r)]
-        bodies += [c.body for c in self.pull.get_issue_comments() if by_app(c)]
+        bodies = [c.body for c in self.pull.get_review_comments() if self.ours(c)]
+        bodies += [r.body for r in self.pull.get_reviews() if self.ours(r)]
+        bodies += [c.body for c in self.pull.get_issue_comments() if self.ours(c)]
         return {m["fingerprint"] for body in bodies if body for m in MARKER.finditer(body)}
 
     def last_reviewed_head(self) -> str | None:
         """The head commit of Revisor's latest review of this pull request, if any."""
-        heads = [m["sha"] for r in self.pull.get_reviews() if r.body and by_app(r)
+        heads = [m["sha"] for r in self.pull.get_reviews() if r.body and self.ours(r)
                  for m in HEAD_MARKER.finditer(r.body)]
         return heads[-1] if heads else None
 

@@ -184,7 +184,7 @@ class ReviewContext:
             return ""
         with self.lock(self.pull_key):
             pending = [s for s in self.ledger.suggestions(self.pull_key) if s.outcome == "pending"]
-            settled = settle(pending, self.api.file_lines, head, closed) if pending else []
+            settled = settle(pending, self.api.file_lines, self.api.lines_later, head, closed)
             for posted in settled:
                 self.ledger.save_suggestion(posted)
                 SUGGESTION_OUTCOMES.labels(posted.outcome).inc()

@@ -46,15 +46,23 @@ class PullHistory:
 
     def __post_init__(self) -> None:
         self.lines_at = lru_cache(maxsize=64)(self._lines_at)
-        self.files_of = lru_cache(maxsize=256)(self._files_of)
+        self.commit = lru_cache(maxsize=256)(self.repo.get_commit)
 
     def _lines_at(self, sha: str, path: str) -> list[str] | None:
         return file_lines(self.repo, path, sha)
 
-    def _files_of(self, sha: str) -> dict[str, tuple[str, str]]:
+    def files_of(self, sha: str) -> dict[str, tuple[str, str]]:
         """What commit `sha` did to each file it touched: old name -> (status, new name)."""
-        return {(f.previous_filename or f.filename): (f.status, f.filename)
-                for f in self.repo.get_commit(sha).files}
+        return {(f.previous_filename or f.filename): (f.status, f.filename) for f in self.commit(sha).files}
+
+    def not_an_answer(self, sha: str, comment: PullRequestComment) -> str | None:
+        """Why commit `sha`, though it changed the commented lines, did not answer the comment."""
+        commit = self.commit(sha)
+        if len(commit.parents) > 1:
+            return "its lines changed in a merge, not in answer"
+        if commit.commit.committer.date < comment.created_at:
+            return "its lines changed in a commit made before it (a review begun on an older commit)"
+        return None
 
 
 def skip_reason(comment: PullRequestComment) -> str | None:
@@ -97,6 +105,8 @@ def mine_comment(history: PullHistory, pull: PullRequest, comment: PullRequestCo
         after = history.lines_at(later, new_path) or []
         ops = line_opcodes(before, after)
         if touched(ops, *region):
+            if reason := history.not_an_answer(later, comment):
+                return reason
             low, high = follow(ops, *window)
             example = Example(
                 id=f"{history.repo.full_name}#{pull.number}/{comment.id}",

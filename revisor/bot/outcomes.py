@@ -67,7 +67,7 @@ def judge(posted: PostedSuggestion, before: list[str] | None, after: list[str] |
     exactly the suggestion's, as "Commit suggestion" leaves them; changed when those lines were
     rewritten otherwise; pending while they stand (lines added beside them leave them standing)."""
     if before is None or after is None:
-        return "changed"  # the file was removed or renamed: not by the suggestion
+        return "changed"  # the file was removed: not by the suggestion
     start, end = posted.start - 1, posted.end
     ops = line_opcodes(before, after)
     if not touched(ops, start, end):
@@ -86,12 +86,16 @@ def judge(posted: PostedSuggestion, before: list[str] | None, after: list[str] |
 
 
 def settle(pending: list[PostedSuggestion], lines_at: Callable[[str, str], list[str] | None],
-           head: str, closed: bool) -> list[PostedSuggestion]:
+           lines_later: Callable[[str, str, str], list[str] | None], head: str,
+           closed: bool) -> list[PostedSuggestion]:
     """The pending suggestions whose outcome `head` decides (every one, once the pull request is
-    closed: those still as they were are left). `lines_at(path, ref)` reads a file."""
+    closed: those still as they were are left). `lines_at(path, ref)` reads a file;
+    `lines_later(path, commit, head)` reads it at `head`, under the name a rename since `commit`
+    gave it."""
     settled = []
     for posted in pending:
-        outcome = judge(posted, lines_at(posted.path, posted.commit), lines_at(posted.path, head))
+        outcome = judge(posted, lines_at(posted.path, posted.commit),
+                        lines_later(posted.path, posted.commit, head))
         if outcome == "pending" and closed:
             outcome = "left"
         if outcome != "pending":

@@ -14,7 +14,7 @@ from github import Github
 
 from revisor.bot.config import GitHubSettings, ServiceSettings, read_env
 from revisor.bot.events import malformed
-from revisor.bot.github import PullRequestAPI, app_client, react, token_client
+from revisor.bot.github import PullRequestAPI, app_bot_login, app_client, app_integration, react, token_client
 from revisor.bot.handlers import Handlers, ReviewContext, acknowledged_at_once, field, wanted
 from revisor.bot.jobs import JobStore
 from revisor.bot.metrics import MeteredEngine
@@ -122,13 +122,14 @@ def acknowledger(github: GitHubSettings, bot_name: str) -> Callable[[str, dict],
 
 def app_api(github: GitHubSettings) -> Callable[[dict], PullRequestAPI]:
     client = installation_clients(github)
+    login = functools.cache(lambda: app_bot_login(app_integration(github)))  # asked once, at the first job
 
     def open_api(payload: dict) -> PullRequestAPI:
         installation = (payload.get("installation") or {}).get("id")
         if installation is None:
             raise RevisorError("the delivery names no installation: is Revisor installed as a GitHub App?")
         return PullRequestAPI.open(client(installation), payload["repository"]["full_name"],
-                                   pull_request_number(payload))
+                                   pull_request_number(payload), login())
 
     return open_api
 
