@@ -779,6 +779,12 @@ def test_markers_count_only_in_what_this_apps_bot_user_wrote(github):
     assert h.handle(ctx) == "already answered"  # its own marker counts
 
 
+def test_a_file_gone_since_a_commit_github_no_longer_has_reads_as_gone(github):
+    _, key, url = github  # no such file at the head, and GitHub cannot compare from a lost commit
+    api = open_api(url, key, s.review_comment_payload())
+    assert api.lines_later("app/gone.py", "e" * 40, s.HEAD) is None
+
+
 def test_a_422_from_github_keeps_the_comments_in_the_review_body(github):
     gh, key, url = github
     api = open_api(url, key, s.pull_request_payload())

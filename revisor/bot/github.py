@@ -211,8 +211,13 @@ class PullRequestAPI:
         lines = self.file_lines(path, head)
         if lines is not None:
             return lines
-        renamed = [f.filename for f in self.repo.compare(commit, head).files
-                   if f.status == "renamed" and f.previous_filename == path]
+        try:
+            files = self.repo.compare(commit, head).files
+        except GithubException as error:
+            if error.status == 404:  # the commit is gone (force-pushed away): so is what followed it
+                return None
+            raise
+        renamed = [f.filename for f in files if f.status == "renamed" and f.previous_filename == path]
         return self.file_lines(renamed[0], head) if renamed else None
 
     def config_text(self) -> str | None:
