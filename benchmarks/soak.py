@@ -67,6 +67,8 @@ def main() -> None:
     parser.add_argument("--per-minute", type=float, default=6.0, help="deliveries a minute")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    if args.minutes <= 0 or args.per_minute <= 0:
+        parser.error("--minutes and --per-minute must be above 0")
     rng = random.Random(args.seed)
     logs = Path(tempfile.mkdtemp(prefix="revisor-soak-"))
     os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{(os.cpu_count() or 1) - 1}")

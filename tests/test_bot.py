@@ -245,13 +245,14 @@ def test_a_failed_job_waits_its_backoff_before_it_runs_again(store):
 
 
 def test_a_lock_is_held_however_long_its_holder_takes(store):
-    with locked(store, "owner/repo#1", seconds=0.3):
-        time.sleep(1.0)  # three times the lock's time: renewed meanwhile
-        assert not store.try_lock("owner/repo#1", "another worker", 0.3)
-    assert store.try_lock("owner/repo#1", "another worker", 0.3)  # released at once
-    assert not store.try_lock("owner/repo#1", "a third", 0.3)
-    time.sleep(0.4)
-    assert store.try_lock("owner/repo#1", "a third", 0.3)  # a dead holder's lock runs out
+    # Renewed every 0.5 s: a busy test machine may delay a renewal by up to a second unnoticed.
+    with locked(store, "owner/repo#1", seconds=1.5):
+        time.sleep(4.0)  # over twice the lock's time: renewed meanwhile
+        assert not store.try_lock("owner/repo#1", "another worker", 1.0)
+    assert store.try_lock("owner/repo#1", "another worker", 1.0)  # released at once
+    assert not store.try_lock("owner/repo#1", "a third", 1.0)
+    time.sleep(1.1)
+    assert store.try_lock("owner/repo#1", "a third", 1.0)  # a dead holder's lock runs out
 
 
 def test_deliveries_finished_long_ago_are_forgotten(store):
