@@ -1,4 +1,7 @@
-from revisor.model.prompts import FewShot, FineTunedFormat, ZeroShot, fenced, max_new_tokens
+import pytest
+
+from revisor.model.errors import RevisorError
+from revisor.model.prompts import FewShot, FineTunedFormat, ZeroShot, fenced, make_strategy, max_new_tokens
 from revisor.model.retrieval import BM25Retriever, tokenize
 from revisor.model.schema import Example, RevisionTask
 
@@ -50,6 +53,24 @@ def test_fine_tuned_training_chat_is_the_inference_prompt_plus_target():
     prompt, target = fmt.training_chat(POOL[1])
     assert prompt == fmt.render(POOL[1].task)
     assert target == "final int count = 0;\n```"
+
+
+def test_fine_tuned_with_retrieval_shows_other_pairs_in_its_own_template_before_the_query(tmp_path):
+    plain = FineTunedFormat()
+    retrieving = make_strategy("fine-tuned+retrieval", retriever=BM25Retriever(POOL, tmp_path), k=2)
+    task = POOL[0].task
+    messages = retrieving.render(task)
+    assert [m["role"] for m in messages] == ["user", "assistant"] * 3
+    assert messages[-2:] == plain.render(task)  # the query as the adapter saw it in training
+    demos = messages[:4]
+    assert "use a context manager" not in "".join(m["content"] for m in demos)  # never the query
+    for demo in demos[::2]:
+        shown = next(e for e in POOL if e.comment in demo["content"])
+        assert demo == plain.render(shown.task)[0]
+    assert demos[1]["content"].startswith("```") and demos[1]["content"].endswith("```")
+    assert retrieving.training_chat(POOL[0]) == (messages, POOL[0].code_after + "\n```")
+    with pytest.raises(RevisorError, match="needs a retrieval pool"):
+        make_strategy("fine-tuned+retrieval")
 
 
 def test_fence_is_longer_than_any_backtick_run():

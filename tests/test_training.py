@@ -172,13 +172,13 @@ def test_split_by_time_holds_out_the_newest_and_trains_only_on_older(tmp_path):
 def test_data_untrained_writes_the_records_training_skips(tiny_split, tmp_path, embedded_model):
     from transformers import AutoTokenizer
 
-    from revisor.training.lora import tokenize_example
+    from revisor.training.lora import FineTunedFormat, tokenize_example
 
     small = tiny_split / "small.jsonl"
     pool = tmp_path / "pool.jsonl"
     pool.write_text("".join(small.read_text().splitlines(keepends=True)[::2]))  # half the records
     tokenizer = AutoTokenizer.from_pretrained(embedded_model)
-    lengths = {e.id: len(tokenize_example(tokenizer, e, 10**6)["input_ids"])
+    lengths = {e.id: len(tokenize_example(tokenizer, FineTunedFormat(), e, 10**6)["input_ids"])
                for e in load_dataset(small).examples}
     limit = sorted(lengths.values())[len(lengths) // 2]
     from revisor.training.splits import write_untrained
@@ -195,3 +195,47 @@ def test_data_untrained_writes_the_records_training_skips(tiny_split, tmp_path, 
     benchmark = shared_path("datasets/codereviewer/test.jsonl")
     refused = revisor("data", "untrained", str(benchmark), "--max-length", "256", "--output", str(out))
     assert_one_line_error(refused, "benchmark")
+
+
+def test_an_adapter_trained_with_retrieved_pairs_is_prompted_with_them(tmp_path, monkeypatch):
+    from revisor.model.compose import build_strategy, resolve_strategy
+    from revisor.model.settings import model_settings
+
+    monkeypatch.setenv("REVISOR_HOME", str(tmp_path / "home"))
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "revisor_train.json").write_text(json.dumps({"shots": 2}))
+    pool = shared_path("datasets/codereviewer/train.jsonl")
+    settings = model_settings(adapter=str(adapter), pool=str(pool))
+    assert resolve_strategy(settings) == "fine-tuned+retrieval"
+    strategy = build_strategy("fine-tuned+retrieval", settings)
+    assert strategy.k == 2 and len(strategy.render(load_dataset(pool).examples[0].task)) == 6
+    assert build_strategy("fine-tuned+retrieval", model_settings(adapter=str(adapter), pool=str(pool),
+                                                                 shots=1)).k == 1
+    with pytest.raises(RevisorError, match="fine-tuned\\+retrieval needs --pool / REVISOR_POOL"):
+        build_strategy("fine-tuned+retrieval", model_settings(adapter=str(adapter)))
+    (adapter / "revisor_train.json").write_text(json.dumps({"shots": 0}))
+    assert resolve_strategy(settings) == "fine-tuned"
+    assert resolve_strategy(model_settings()) == "fine-tuned"  # the default model: trained without
+    assert resolve_strategy(model_settings(model="embedded-base")) == "zero-shot"
+
+
+@pytest.mark.slow
+def test_an_adapter_trained_after_retrieved_pairs_records_them_and_answers_with_them(tiny_split, tmp_path,
+                                                                                    embedded_model):
+    from revisor.training.splits import write_untrained
+
+    small, output = tiny_split / "small.jsonl", tmp_path / "rag"
+    trained = revisor(*train_args(small, output, "--shots", "1", "--max-steps", "2", "--max-length", "512"))
+    assert trained.returncode == 0, trained.stderr.decode()[-3000:]
+    meta = json.loads((output / "revisor_train.json").read_text())
+    assert meta["shots"] == 1 and meta["train_records"] > 0
+    skipped = {shots: write_untrained(str(small), embedded_model, 512, None, str(tmp_path / f"u{shots}.jsonl"),
+                                      shots)["untrained"] for shots in (0, 1)}
+    assert meta["too_long_skipped"] == skipped[1] > skipped[0]  # the same, longer, prompts as training's
+    code = tmp_path / "a.py"
+    code.write_text("def f(p):\n    f = open(p)\n    return f.read()\n")
+    ask = ("revise", "-c", "use a context manager", str(code), "--adapter", str(output), "--engine", "transformers")
+    assert_one_line_error(revisor(*ask), "fine-tuned+retrieval needs --pool")
+    answered = revisor(*ask, "--pool", str(small))
+    assert answered.returncode == 0, answered.stderr.decode()[-3000:]

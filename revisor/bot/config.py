@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from revisor.model.embedded import revisor_home
 from revisor.model.errors import RevisorError
+from revisor.model.prompts import StrategyName
 from revisor.model.settings import validation_message
 
 GITHUB_API = "https://api.github.com"
@@ -150,7 +151,7 @@ class RepoConfig(BaseModel):
                                                    "at most.")
     include: tuple[str, ...] = Field(("**",), description="Glob patterns of the paths reviewed.")
     exclude: tuple[str, ...] = Field((), description="Glob patterns of paths never reviewed.")
-    strategy: Literal["auto", "zero-shot", "few-shot", "fine-tuned"] | None = Field(
+    strategy: Literal["auto", StrategyName] | None = Field(
         None, description="A prompt strategy for this repository. Default: the service's "
                           "(REVISOR_STRATEGY).")
     adapter: str | None = Field(None, description="A LoRA adapter by name, from those the service "

@@ -7,6 +7,9 @@ from pathlib import Path, PurePosixPath
 
 from revisor.model.errors import RevisorError
 
+METADATA = "revisor_train.json"
+"""What `revisor train` writes beside an adapter: its data, settings and scores."""
+
 
 def adapter_config(directory: str) -> dict:
     path = Path(directory) / "adapter_config.json"
@@ -23,3 +26,9 @@ def check_adapter(directory: str, base_model: str) -> dict:
         raise RevisorError(
             f"{directory} was trained for {trained_on}, not {base_model}: pass --model {trained_on}")
     return config
+
+
+def trained_shots(directory: str | Path) -> int:
+    """How many retrieved pairs the adapter's prompts had in training (0: none, or unknown)."""
+    path = Path(directory) / METADATA
+    return json.loads(path.read_text()).get("shots", 0) if path.is_file() else 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from revisor.model.adapters import adapter_config, check_adapter
+from revisor.model.adapters import adapter_config, check_adapter, trained_shots
 from revisor.model.confidence import CALIBRATION_FILE, Calibration
 from revisor.model.embedded import (
     DEFAULT_ADAPTER,
@@ -18,16 +18,27 @@ from revisor.model.embedded import (
 from revisor.model.engines.base import Engine, EngineConfig
 from revisor.model.engines.registry import make_engine
 from revisor.model.errors import RevisorError
-from revisor.model.prompts import PromptStrategy, make_strategy
+from revisor.model.prompts import FINE_TUNED, RETRIEVING, PromptStrategy, make_strategy
 from revisor.model.reviser import Reviser
 from revisor.model.settings import AUTO, ModelSettings
 
 
+def trained_adapter(settings: ModelSettings) -> Path | None:
+    """Where the adapter the model answers with lies: the one given (with the openai engine, a
+    served module's name, which lies nowhere here), or the default model's; None: no adapter."""
+    if settings.adapter:
+        return Path(settings.adapter)
+    return DEFAULT_ADAPTER if settings.engine != "openai" and is_default_model(settings.model) else None
+
+
 def resolve_strategy(settings: ModelSettings) -> str:
+    """`--strategy`, else the template the adapter was trained on, else zero-shot."""
     if settings.strategy != AUTO:
         return settings.strategy
-    default = settings.engine != "openai" and is_default_model(settings.model)
-    return "fine-tuned" if default or settings.adapter else "zero-shot"
+    adapter = trained_adapter(settings)
+    if adapter is None:
+        return "zero-shot"
+    return "fine-tuned+retrieval" if trained_shots(adapter) else "fine-tuned"
 
 
 def chosen_model(settings: ModelSettings) -> str:
@@ -62,28 +73,28 @@ def find_calibration(settings: ModelSettings, strategy: str) -> Calibration | No
     when the prompt is the fine-tuned format it was fitted with; None: uncalibrated."""
     if settings.calibration:
         return Calibration.load(settings.calibration)
-    if strategy != "fine-tuned":
+    adapter = trained_adapter(settings)
+    if strategy not in FINE_TUNED or adapter is None:
         return None
-    if settings.adapter is None and settings.engine != "openai" and is_default_model(settings.model):
-        beside = DEFAULT_ADAPTER / CALIBRATION_FILE
-    else:
-        beside = Path(settings.adapter) / CALIBRATION_FILE if settings.adapter else None
-    return Calibration.load(beside) if beside and beside.is_file() else None
+    beside = adapter / CALIBRATION_FILE
+    return Calibration.load(beside) if beside.is_file() else None
 
 
 def build_strategy(name: str, settings: ModelSettings) -> PromptStrategy:
     retriever = None
-    if name == "few-shot":
+    adapter = trained_adapter(settings)
+    shots = settings.shots or (adapter and trained_shots(adapter)) or 3
+    if name in RETRIEVING:
         if not settings.pool:
-            raise RevisorError("few-shot needs --pool / REVISOR_POOL: a file of review-to-revision "
+            raise RevisorError(f"{name} needs --pool / REVISOR_POOL: a file of review-to-revision "
                                "pairs to retrieve demonstrations from")
         from revisor.model.retrieval import BM25Retriever
         from revisor.training.datasets import load_dataset
         from revisor.training.splits import refuse_benchmark
 
-        refuse_benchmark(settings.pool, "few-shot retrieval")
+        refuse_benchmark(settings.pool, "retrieval")
         retriever = BM25Retriever(load_dataset(settings.pool).examples, revisor_home() / "index")
-    return make_strategy(name, persona=settings.persona, retriever=retriever, k=settings.shots)
+    return make_strategy(name, persona=settings.persona, retriever=retriever, k=shots)
 
 
 def build_reviser(settings: ModelSettings, engine: Engine | None = None, **tuning) -> Reviser:

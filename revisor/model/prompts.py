@@ -1,4 +1,5 @@
-"""Prompt strategies: zero-shot, few-shot (BM25 demonstrations), persona, fine-tuned format.
+"""Prompt strategies: zero-shot, few-shot (BM25 demonstrations), persona, fine-tuned format
+(alone, or after BM25 demonstrations in the same format).
 
 Every strategy renders a chat whose last message is the assistant's opening code fence, so
 the model answers with code alone and generation stops at the closing fence (see `STOP`).
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol, get_args
 
 from revisor.model.errors import RevisorError
 from revisor.model.languages import normalize_language
@@ -132,38 +133,52 @@ class FewShot(ZeroShot):
 
 @dataclass
 class FineTunedFormat:
-    """The terse template of fine-tuned adapters, shared by inference and training."""
+    """The terse template of fine-tuned adapters, shared by inference and training; with a
+    retriever, `k` retrieved pairs in the same template come first, as earlier chat turns."""
 
     name: str = "fine-tuned"
     hunk_context: int = 3
     """Lines around the commented ones shown as part of the code, as in a diff hunk."""
+    retriever: Retriever | None = None
+    k: int = 0
+
+    def query(self, task: RevisionTask) -> Message:
+        return {"role": "user", "content": query_message(as_hunk(task, self.hunk_context))}
 
     def render(self, task: RevisionTask) -> list[Message]:
-        return [
-            {"role": "user", "content": query_message(as_hunk(task, self.hunk_context))},
-            {"role": "assistant", "content": opening_fence(task.language)},
-        ]
+        messages: list[Message] = []
+        for demo in self.retriever.top_k(task, self.k) if self.retriever else []:
+            messages.append(self.query(demo.task))
+            messages.append({"role": "assistant", "content": fenced(demo.code_after, demo.language)})
+        return [*messages, self.query(task), {"role": "assistant", "content": opening_fence(task.language)}]
 
     def training_chat(self, example: Example) -> tuple[list[Message], str]:
         """The prompt (ending with the opening fence) and the target the loss is computed on."""
         return self.render(example.task), example.code_after.rstrip("\n") + "\n" + STOP[0]
 
 
-STRATEGIES = ("zero-shot", "few-shot", "fine-tuned")
+StrategyName = Literal["zero-shot", "few-shot", "fine-tuned", "fine-tuned+retrieval"]
+STRATEGIES: tuple[str, ...] = get_args(StrategyName)
+RETRIEVING = ("few-shot", "fine-tuned+retrieval")
+"""The strategies that put retrieved pairs before the query: they need a pool."""
+FINE_TUNED = ("fine-tuned", "fine-tuned+retrieval")
+"""The strategies in the template adapters are trained on."""
 
 
 def make_strategy(
     name: str, *, persona: bool = False, retriever: Retriever | None = None, k: int = 3
 ) -> PromptStrategy:
+    if name not in STRATEGIES:
+        raise RevisorError(f"unknown strategy {name!r}: choose one of {', '.join(STRATEGIES)}")
+    if name in RETRIEVING and retriever is None:
+        raise RevisorError(f"the {name} strategy needs a retrieval pool (--pool FILE)")
     if name == "zero-shot":
         return ZeroShot(persona=persona)
     if name == "few-shot":
-        if retriever is None:
-            raise RevisorError("the few-shot strategy needs a retrieval pool (--pool FILE)")
         return FewShot(persona=persona, retriever=retriever, k=k)
     if name == "fine-tuned":
         return FineTunedFormat()
-    raise RevisorError(f"unknown strategy {name!r}: choose one of {', '.join(STRATEGIES)}")
+    return FineTunedFormat(name=name, retriever=retriever, k=k)
 
 
 def max_new_tokens(code: str, cap: int = 1024) -> int:

@@ -11,6 +11,7 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from revisor.model.errors import RevisorError
+from revisor.model.prompts import StrategyName
 
 AUTO = "auto"
 """The prompt strategy that follows the model: the fine-tuned format for the default model and
@@ -38,14 +39,17 @@ class ModelSettings(BaseSettings):
         None, description="A PEFT LoRA adapter directory, put on the plain embedded model unless "
                           "`model` names another; with the openai engine, the name of a LoRA module "
                           "the server was started with.")
-    strategy: Literal["auto", "zero-shot", "few-shot", "fine-tuned"] = Field(
+    strategy: Literal["auto", StrategyName] = Field(
         AUTO, description="The prompt. auto: the fine-tuned format for the default model and for "
-                          "adapters (what they were trained on), zero-shot for other models; "
-                          "few-shot needs `pool`.")
+                          "adapters (what they were trained on, with retrieved pairs first for an "
+                          "adapter trained so), zero-shot for other models; few-shot and "
+                          "fine-tuned+retrieval need `pool`.")
     pool: str | None = Field(
-        None, description="Review-to-revision pairs (.jsonl or .csv) that few-shot demonstrations "
-                          "are retrieved from by BM25. Never a benchmark's test file.")
-    shots: int = Field(3, ge=1, le=16, description="Demonstrations per few-shot prompt.")
+        None, description="Review-to-revision pairs (.jsonl or .csv) that demonstrations are "
+                          "retrieved from by BM25. Never a benchmark's test file.")
+    shots: int | None = Field(
+        None, ge=1, le=16, description="Retrieved pairs per prompt. Default: as many as the adapter "
+                                       "was trained with (fine-tuned+retrieval), else 3.")
     persona: bool = Field(False, description="Open the prompt with an expert-developer persona line.")
     base_url: str | None = Field(
         None, description="The OpenAI-compatible server for the openai engine, e.g. "

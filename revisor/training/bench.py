@@ -14,6 +14,7 @@ import psutil
 from tqdm import tqdm
 
 from revisor.model.errors import RevisorError
+from revisor.model.prompts import RETRIEVING
 from revisor.model.reviser import Answer, Reviser
 from revisor.model.schema import BrokenSyntax, Example
 from revisor.model.settings import ModelSettings, model_settings
@@ -43,8 +44,8 @@ class BenchConfig:
     def __post_init__(self):
         for run in self.runs():  # a bad strategy or engine fails before any model loads
             model_settings(**run)
-        if "few-shot" in self.strategies and _same_file(self.settings.pool or "", self.dataset):
-            raise RevisorError("the few-shot --pool is the benchmark dataset itself: pick another pool")
+        if set(RETRIEVING) & set(self.strategies) and _same_file(self.settings.pool or "", self.dataset):
+            raise RevisorError("the --pool is the benchmark dataset itself: pick another pool")
 
     def runs(self) -> list[dict]:
         """The settings of each run, in order: every model, engine and strategy asked for."""

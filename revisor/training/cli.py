@@ -125,6 +125,9 @@ def calibrate(dataset, target_precision, output, limit, fit_also, answers, **mod
               help="Gradient accumulation steps.")
 @click.option("--max-length", default=512, show_default=True, type=click.IntRange(16),
               help="Longer records are skipped (and counted).")
+@click.option("--shots", default=0, show_default=True, type=click.IntRange(0, 16),
+              help="Put this many other training records, retrieved by BM25, before each record's "
+                   "prompt: the adapter then answers with --strategy fine-tuned+retrieval and a --pool.")
 @click.option("--seed", default=42, show_default=True, type=int)
 @click.option("--save-steps", default=25, show_default=True, type=click.IntRange(1),
               help="Checkpoint every N optimizer steps.")
@@ -135,7 +138,8 @@ def calibrate(dataset, target_precision, output, limit, fit_also, answers, **mod
 def train(data, output, model, eval_data, eval_limit, target_modules, **hyper) -> None:
     """Fine-tune a LoRA (or DoRA) adapter on review-to-revision pairs.
 
-    Training uses the fine-tuned prompt format and computes the loss on the revised code only.
+    Training uses the fine-tuned prompt format (after --shots retrieved pairs, if given) and
+    computes the loss on the revised code only.
     Several GPUs or machines: `torchrun --nproc-per-node N -m revisor train ...` (or `accelerate
     launch -m revisor train ...`) with the same options.
     """
@@ -203,17 +207,20 @@ def data_split(pools, output, dev_size, dev_from, exclude, by_time, seed) -> Non
                    "was drawn from (the benchmark's kind of data).")
 @click.option("--model", default=EMBEDDED_BASE, show_default=True,
               help="The base model the adapter was trained on (its tokenizer counts the tokens).")
+@click.option("--shots", default=0, show_default=True, type=click.IntRange(0, 16),
+              help="The --shots the adapter was trained with.")
 @click.option("--output", required=True, type=click.Path(dir_okay=False))
-def data_untrained(train_file, max_length, pool, model, output) -> None:
+def data_untrained(train_file, max_length, pool, model, shots, output) -> None:
     """Write the records of TRAIN_FILE that `revisor train --max-length N` skipped as too long.
 
-    The adapter never saw them: like the dev split, they are held out, and `revisor calibrate
-    --fit-also` fits the confidence on them too.
+    The adapter was never trained on them: like the dev split, they are held out, and `revisor
+    calibrate --fit-also` fits the confidence on them too. (With --shots, other records' prompts
+    may have shown them as retrieved pairs.)
     """
     from revisor.training.splits import write_untrained
 
-    click.echo(json.dumps(write_untrained(train_file, resolve_model(model), max_length, pool, output),
-                          indent=2))
+    click.echo(json.dumps(write_untrained(train_file, resolve_model(model), max_length, pool, output,
+                                          shots), indent=2))
 
 
 COMMANDS = (train, data, calibrate, bench)

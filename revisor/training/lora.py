@@ -16,13 +16,13 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from revisor.model.adapters import METADATA
 from revisor.model.engines.vllm_local import VLLM_LORA_RANKS
 from revisor.model.errors import RevisorError
 from revisor.model.prompts import FineTunedFormat
 from revisor.model.schema import Example
 from revisor.training.datasets import file_digest, readable_path, revisor_version
 
-METADATA = "revisor_train.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 IGNORE = -100
 
@@ -46,6 +46,7 @@ class TrainConfig:
     batch_size: int = 4
     grad_accum: int = 4
     max_length: int = 512
+    shots: int = field(default=0, metadata={"help": "retrieved pairs before each record's prompt"})
     seed: int = 42
     save_steps: int = 25
     precision: str = field(default="auto", metadata={"help": "auto: bf16 on GPUs that support it, else fp32"})
@@ -67,15 +68,29 @@ class TrainConfig:
                             ("--max-length", self.max_length)):
             if value <= 0:
                 raise RevisorError(f"{name} must be positive, not {value}")
+        if not 0 <= self.shots <= 16:
+            raise RevisorError(f"--shots must be 0 to 16, not {self.shots}")
 
 
 def is_complete_adapter(directory: Path) -> bool:
     return (directory / "adapter_config.json").is_file() and (directory / METADATA).is_file()
 
 
-def tokenize_example(tokenizer, example: Example, max_length: int) -> dict | None:
+def training_template(examples: list[Example], shots: int) -> FineTunedFormat:
+    """The fine-tuned format; with `shots`, each record's prompt first shows that many other
+    records of the training data, retrieved by BM25 as `fine-tuned+retrieval` does at inference."""
+    if not shots:
+        return FineTunedFormat()
+    from revisor.model.embedded import revisor_home
+    from revisor.model.retrieval import BM25Retriever
+
+    retriever = BM25Retriever(examples, revisor_home() / "index")
+    return FineTunedFormat(name="fine-tuned+retrieval", retriever=retriever, k=shots)
+
+
+def tokenize_example(tokenizer, template: FineTunedFormat, example: Example, max_length: int) -> dict | None:
     """Prompt and target token ids, with labels only on the target; None if over max_length."""
-    messages, target = FineTunedFormat().training_chat(example)
+    messages, target = template.training_chat(example)
     prompt = tokenizer.apply_chat_template(messages, continue_final_message=True, tokenize=True,
                                            return_dict=False)
     answer = tokenizer(target, add_special_tokens=False)["input_ids"]
@@ -128,12 +143,13 @@ def is_main_process() -> bool:
 
 
 def train(config: TrainConfig, base_model: str, train_examples: list[Example], sources: list[dict],
-          evaluate: Callable[[Path | None], float] | None = None) -> dict | None:
+          evaluate: Callable[[Path | None, FineTunedFormat], float] | None = None) -> dict | None:
     """Train an adapter and write it with its metadata into `config.output`; return the metadata
     (None in the other processes of a distributed run, which write nothing).
 
-    `sources` describes the data files (path, sha256, rows); `evaluate(adapter_dir or None)`
-    gives held-out Exact Match of the adapter, or of the base model prompted zero-shot.
+    `sources` describes the data files (path, sha256, rows); `evaluate(adapter_dir or None,
+    template)` gives held-out Exact Match of the adapter prompted with the template it was trained
+    on, or of the base model prompted zero-shot.
     """
     import torch
     from peft import LoraConfig, get_peft_model
@@ -141,7 +157,8 @@ def train(config: TrainConfig, base_model: str, train_examples: list[Example], s
 
     output = check_output(config, base_model)
     tokenizer = AutoTokenizer.from_pretrained(base_model)
-    rows = [r for e in train_examples if (r := tokenize_example(tokenizer, e, config.max_length))]
+    template = training_template(train_examples, config.shots)
+    rows = [r for e in train_examples if (r := tokenize_example(tokenizer, template, e, config.max_length))]
     too_long = len(train_examples) - len(rows)
     if not rows:
         raise RevisorError(f"no training record fits --max-length {config.max_length}")
@@ -151,10 +168,10 @@ def train(config: TrainConfig, base_model: str, train_examples: list[Example], s
         (output / "run.json").write_text(json.dumps({"base_model": base_model}))
 
     metadata: dict = {"revisor_version": revisor_version(), "base_model": model_name(config.model),
-                      "data": sources, "config": readable_config(config), "too_long_skipped": too_long,
-                      "train_records": len(rows)}
+                      "data": sources, "config": readable_config(config), "shots": config.shots,
+                      "too_long_skipped": too_long, "train_records": len(rows)}
     if evaluate is not None and config.eval_data and main:
-        metadata["eval_exact_match_before"] = evaluate(None)
+        metadata["eval_exact_match_before"] = evaluate(None, template)
 
     gpu_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     use_bf16 = config.precision == "bf16" or (config.precision == "auto" and gpu_bf16)
@@ -213,7 +230,7 @@ def train(config: TrainConfig, base_model: str, train_examples: list[Example], s
     metadata["adapter_sha256"] = file_digest(str(staging / ADAPTER_WEIGHTS))
     _publish(staging, output)
     if evaluate is not None and config.eval_data:
-        metadata["eval_exact_match_after"] = evaluate(output)
+        metadata["eval_exact_match_after"] = evaluate(output, template)
     write_metadata(output, metadata)
     return metadata
 
@@ -242,21 +259,22 @@ def name_base_model(adapter_config: Path, base_model: str) -> None:
     adapter_config.write_text(json.dumps(config, indent=2) + "\n")
 
 
-def held_out_exact_match(base_model: str, examples: list[Example], adapter: Path | None) -> float:
-    """Exact Match on held-out pairs: the adapter with the fine-tuned format, or (None) the base
-    model prompted zero-shot, both greedy with in-process vLLM."""
+def held_out_exact_match(base_model: str, examples: list[Example], adapter: Path | None,
+                         template: FineTunedFormat) -> float:
+    """Exact Match on held-out pairs: the adapter with the template it was trained on, or (None)
+    the base model prompted zero-shot, both greedy with in-process vLLM."""
     from revisor.model.engines.base import EngineConfig
     from revisor.model.engines.vllm_local import VLLMEngine
-    from revisor.model.prompts import make_strategy
+    from revisor.model.prompts import ZeroShot
     from revisor.model.reviser import Reviser
     from revisor.training.metrics import score_system
 
-    strategy = "fine-tuned" if adapter else "zero-shot"
+    strategy = template if adapter else ZeroShot()
     engine = VLLMEngine(EngineConfig(model=base_model, adapter=str(adapter) if adapter else None,
                                      compile=False))
-    answers = Reviser(engine, make_strategy(strategy)).revise([e.task for e in examples])
+    answers = Reviser(engine, strategy).revise([e.task for e in examples])
     engine.close()
-    score = score_system(strategy, examples, [a.code for a in answers]).exact_match
+    score = score_system(strategy.name, examples, [a.code for a in answers]).exact_match
     print(f"held-out Exact Match ({'adapter' if adapter else 'base model, zero-shot'}): {score:.1%}")
     return score
 

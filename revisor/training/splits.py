@@ -96,20 +96,22 @@ def split_pools(paths: list[str], output: str, dev_size: int, seed: int,
     return summary
 
 
-def write_untrained(train_file: str, base_model: str, max_length: int, pool: str | None, output: str) -> dict:
-    """Write the records of `train_file` that `revisor train --max-length` skips as too long (of
-    those that also occur in `pool`, where given): the adapter never saw them, so they are held out
-    like the dev split and can calibrate it."""
+def write_untrained(train_file: str, base_model: str, max_length: int, pool: str | None, output: str,
+                    shots: int = 0) -> dict:
+    """Write the records of `train_file` that `revisor train --max-length --shots` skips as too
+    long (of those that also occur in `pool`, where given): the adapter never saw them, so they
+    are held out like the dev split and can calibrate it."""
     from transformers import AutoTokenizer
 
-    from revisor.training.lora import tokenize_example
+    from revisor.training.lora import tokenize_example, training_template
 
     refuse_benchmark(train_file, "calibration")
     examples = load_dataset(train_file).examples
     wanted = {pair_key(e) for e in load_dataset(pool).examples} if pool else None
     tokenizer = AutoTokenizer.from_pretrained(base_model)
+    template = training_template(examples, shots)
     kept = [e for e in examples if (wanted is None or pair_key(e) in wanted)
-            and tokenize_example(tokenizer, e, max_length) is None]
+            and tokenize_example(tokenizer, template, e, max_length) is None]
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     with Path(output).open("w", encoding="utf-8") as handle:
         handle.writelines(json.dumps(codereviewer_record(e)) + "\n" for e in kept)
