@@ -6,6 +6,7 @@ by `revisor report`, exported by `revisor mine --from-jobs`."""
 import json
 import logging
 import os
+import sqlite3
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -16,7 +17,7 @@ from revisor.bot.github import PullRequestAPI, app_client
 from revisor.bot.handlers import Handlers, ReviewContext, wanted
 from revisor.bot.jobs import RedisJobStore, SQLiteJobStore, locked
 from revisor.bot.metrics import REGISTRY
-from revisor.bot.outcomes import PostedSuggestion, judge
+from revisor.bot.outcomes import PostedSuggestion, acceptance, applied_records, judge
 from revisor.model.prompts import ZeroShot
 from revisor.model.reviser import Reviser
 from revisor.training.datasets import load_dataset
@@ -186,3 +187,36 @@ def test_judge_reads_only_the_lines_at_their_place():
     guard = PostedSuggestion("k", "o/r", 1, "c", "a.py", 2, 3, "b\nc\n", "b\nc\nguard\n", "add a guard",
                              "m", 0.0)
     assert judge(guard, before, ["a", "b", "c", "guard", "d"]) == "applied"  # lines added, as suggested
+
+
+def test_the_ledger_keeps_pull_requests_apart_and_counts_a_change_posted_twice_once(ledger, tmp_path):
+    store, _ = ledger
+
+    def posted(key, pull, at, outcome="pending"):
+        return PostedSuggestion(key, "o/r", pull, "c", "a.py", 2, 2, "b\n", "B\n", "fix", "m", at, outcome)
+
+    store.save_suggestion(posted("review-of-head", 1, 1.0))
+    store.save_suggestion(posted("review-of-head", 2, 2.0))  # a second pull request with the same head
+    assert [p.pull for p in store.suggestions()] == [1, 2]
+    assert [p.pull for p in store.suggestions("o/r#2")] == [2]
+    store.save_suggestion(posted("asked-again", 1, 3.0))  # the same change, asked for again
+    store.save_suggestion(posted("review-of-head", 1, 1.0, "applied"))
+    store.save_suggestion(posted("asked-again", 1, 3.0, "applied"))
+    assert len(store.suggestions("o/r#1")) == 2
+    [row] = acceptance(store.suggestions(), lambda p: p.repo)
+    assert (row["posted"], row["applied"], row["pending"]) == (2, 1, 1)
+    records, unprompted = applied_records(store.suggestions(), None)
+    assert len(records) == 1 and unprompted == 0
+
+    old = posted("from-an-earlier-version", 3, 4.0)  # a ledger keyed by the fingerprint alone
+    if isinstance(store, SQLiteJobStore):
+        with sqlite3.connect(store.path) as db:
+            db.execute("INSERT INTO suggestions VALUES (?, ?, ?, ?)", (old.key, old.pull_key, 4.0, old.to_json()))
+        store = SQLiteJobStore(store.path)
+    else:
+        store.redis.hset("{revisor}:suggestions", old.key, old.to_json())
+        store.redis.sadd("{revisor}:suggestions:o/r#3", old.key)
+    assert [p.outcome for p in store.suggestions("o/r#3")] == ["pending"]
+    store.save_suggestion(old.settled("changed"))
+    assert [p.outcome for p in store.suggestions("o/r#3")] == ["changed"]
+    assert len(store.suggestions()) == 4

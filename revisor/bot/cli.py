@@ -371,7 +371,8 @@ def report(output_format: str) -> None:
     From the job store (REVISOR_DATABASE or REVISOR_REDIS_URL). A suggestion is applied when a
     later head holds its lines where the commented ones were, changed when those lines were
     rewritten otherwise, left when the pull request closed without touching them, and pending
-    until then. Acceptance is applied / (applied + changed + left).
+    until then. Acceptance is applied / (applied + changed + left). The same change to the same
+    lines, posted more than once (asked for again, or suggested again on a later head), counts once.
     """
     from revisor.bot.outcomes import OUTCOMES, acceptance
 

@@ -99,7 +99,7 @@ class JobStore(Protocol):
     def unlock(self, key: str, holder: str) -> None: ...
 
     def save_suggestion(self, posted: PostedSuggestion) -> None:
-        """Record a posted suggestion, or its outcome (the same key again)."""
+        """Record a posted suggestion, or its outcome (the same `ledger_key` again)."""
         ...
 
     def suggestions(self, pull_key: str | None = None) -> list[PostedSuggestion]:
@@ -166,6 +166,8 @@ class SQLiteJobStore:
             db.execute("CREATE TABLE IF NOT EXISTS suggestions (key TEXT PRIMARY KEY, "
                        "pull_key TEXT NOT NULL, posted_at REAL NOT NULL, data TEXT NOT NULL)")
             db.execute("CREATE INDEX IF NOT EXISTS by_pull ON suggestions (pull_key)")
+            # Entries of a ledger from an earlier version, keyed by the fingerprint alone.
+            db.execute("UPDATE suggestions SET key = pull_key || '/' || key WHERE instr(key, '/') = 0")
 
     def _db(self) -> sqlite3.Connection:
         """One connection per thread; FULL sync so a stored delivery survives a crash."""
@@ -260,7 +262,7 @@ class SQLiteJobStore:
             self._db().execute(
                 "INSERT INTO suggestions (key, pull_key, posted_at, data) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (key) DO UPDATE SET data = excluded.data",
-                (posted.key, posted.pull_key, posted.posted_at, posted.to_json()))
+                (posted.ledger_key, posted.pull_key, posted.posted_at, posted.to_json()))
 
     def suggestions(self, pull_key: str | None = None) -> list[PostedSuggestion]:
         where, args = ("WHERE pull_key = ?", (pull_key,)) if pull_key else ("", ())
@@ -476,8 +478,10 @@ class RedisJobStore:
 
     def save_suggestion(self, posted: PostedSuggestion) -> None:
         with self.redis.pipeline() as pipe:  # MULTI/EXEC: the entry and its index together
-            pipe.hset(SUGGESTIONS, posted.key, posted.to_json())
-            pipe.sadd(f"{SUGGESTIONS}:{posted.pull_key}", posted.key)
+            pipe.hdel(SUGGESTIONS, posted.key)  # its entry in a ledger of an earlier version, if any
+            pipe.srem(f"{SUGGESTIONS}:{posted.pull_key}", posted.key)
+            pipe.hset(SUGGESTIONS, posted.ledger_key, posted.to_json())
+            pipe.sadd(f"{SUGGESTIONS}:{posted.pull_key}", posted.ledger_key)
             pipe.execute()
 
     def suggestions(self, pull_key: str | None = None) -> list[PostedSuggestion]:

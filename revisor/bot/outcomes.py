@@ -45,6 +45,18 @@ class PostedSuggestion:
     def pull_key(self) -> str:
         return f"{self.repo}#{self.pull}"
 
+    @property
+    def ledger_key(self) -> str:
+        """Its entry in the ledger: a head (and so a review's fingerprint) can be shared by two
+        pull requests."""
+        return f"{self.pull_key}/{self.key}"
+
+    @property
+    def same_as(self) -> tuple:
+        """What makes two posted suggestions one: the same lines of a file of one pull request, and
+        the same change (asked for twice, or suggested again in the review of a later head)."""
+        return self.repo, self.pull, self.path, self.original, self.suggestion
+
     def to_json(self) -> str:
         return json.dumps(asdict(self))
 
@@ -103,10 +115,19 @@ def settle(pending: list[PostedSuggestion], lines_at: Callable[[str, str], list[
     return settled
 
 
+def distinct(suggestions: list[PostedSuggestion]) -> list[PostedSuggestion]:
+    """The first of each suggestion posted more than once (`same_as`): one change, counted once."""
+    first: dict[tuple, PostedSuggestion] = {}
+    for posted in sorted(suggestions, key=lambda p: p.posted_at):
+        first.setdefault(posted.same_as, posted)
+    return list(first.values())
+
+
 def acceptance(suggestions: list[PostedSuggestion], group: Callable[[PostedSuggestion], str]) -> list[dict]:
-    """Per group, the suggestions posted, each outcome, and the rate applied among those decided."""
+    """Per group, the suggestions posted (each once), each outcome, and the rate applied among
+    those decided."""
     rows: dict[str, dict] = {}
-    for s in suggestions:
+    for s in distinct(suggestions):
         row = rows.setdefault(group(s), {"group": group(s), "posted": 0, "pending": 0,
                                          **dict.fromkeys(OUTCOMES, 0)})
         row["posted"] += 1
@@ -120,13 +141,13 @@ def acceptance(suggestions: list[PostedSuggestion], group: Callable[[PostedSugge
 def applied_records(suggestions: list[PostedSuggestion], repo: str | None) -> tuple[list[dict], int]:
     """The applied suggestions that answered a reviewer's comment, as review-to-revision records
     (`revisor mine --from-jobs`), and how many applied ones answered none (unprompted reviews)."""
-    applied = [s for s in suggestions if s.outcome == "applied" and repo in (None, s.repo)]
+    applied = [s for s in distinct(suggestions) if s.outcome == "applied" and repo in (None, s.repo)]
     records = []
     for s in applied:
         if not s.comment:
             continue
         posted = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(s.posted_at))
-        example = Example(f"{s.pull_key}/{s.key}", s.original.rstrip("\n"), s.comment,
+        example = Example(s.ledger_key, s.original.rstrip("\n"), s.comment,
                           s.suggestion.rstrip("\n"), language_of_path(s.path), created_at=posted)
         records.append(codereviewer_record(example) | {"source": {
             "repo": s.repo, "pull": s.pull, "path": s.path, "lines": [s.start, s.end],
