@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from revisor.bot.mining import MiningRun, mine
+from revisor.bot.diff import line_opcodes
+from revisor.bot.mining import MiningRun, mine, reaches
 from revisor.model.errors import RevisorError
 from revisor.training.datasets import load_dataset
 from tests.conftest import ROOT
@@ -184,3 +185,20 @@ def test_files_over_a_megabyte_symlinks_and_submodules_are_read_as_github_serves
     assert file_lines(repo, "data/big.py", head) == big.splitlines()
     assert file_lines(repo, "link", head) is None and file_lines(repo, "vendor/lib", head) is None
     assert file_lines(repo, "app/storage.py", head)[0] == "import json"
+
+
+def test_lines_added_beside_the_commented_ones_answer_only_at_their_depth():
+    before = ["def load(path):", "    data = read(path)", "    return data", "", "", "def other():",
+              "    pass"]
+
+    def answers(after: list[str], start: int = 1, end: int = 3) -> bool:
+        return reaches(line_opcodes(before, after), before, after, start, end)
+
+    check = [*before[:2], "    if data is None:", "        raise ValueError(path)", *before[2:]]
+    assert answers(check)  # "add a check after this": among the lines
+    assert answers([*before[:3], "    log(data)", *before[3:]])  # right below, in the same block
+    below = [*before[:3], "", "", "def unrelated():", "    return 1", *before[3:]]
+    assert not answers(below)  # a new function right below is other work
+    assert not answers([*before[:5], "import os", *before[5:]])  # further away
+    assert answers([before[0], "    data = read_json(path)", *before[2:]])  # rewritten
+    assert answers([before[0], *before[2:]])  # deleted

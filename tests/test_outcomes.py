@@ -211,7 +211,8 @@ def test_the_ledger_keeps_pull_requests_apart_and_counts_a_change_posted_twice_o
     old = posted("from-an-earlier-version", 3, 4.0)  # a ledger keyed by the fingerprint alone
     if isinstance(store, SQLiteJobStore):
         with sqlite3.connect(store.path) as db:
-            db.execute("INSERT INTO suggestions VALUES (?, ?, ?, ?)", (old.key, old.pull_key, 4.0, old.to_json()))
+            db.execute("INSERT INTO suggestions VALUES (?, ?, ?, ?)",
+                       (old.key, old.pull_key, 4.0, old.to_json()))
         store = SQLiteJobStore(store.path)
     else:
         store.redis.hset("{revisor}:suggestions", old.key, old.to_json())

@@ -230,12 +230,14 @@ def test_an_adapter_trained_after_retrieved_pairs_records_them_and_answers_with_
     assert trained.returncode == 0, trained.stderr.decode()[-3000:]
     meta = json.loads((output / "revisor_train.json").read_text())
     assert meta["shots"] == 1 and meta["train_records"] > 0
-    skipped = {shots: write_untrained(str(small), embedded_model, 512, None, str(tmp_path / f"u{shots}.jsonl"),
-                                      shots)["untrained"] for shots in (0, 1)}
+    skipped = {shots: write_untrained(str(small), embedded_model, 512, None,
+                                      str(tmp_path / f"u{shots}.jsonl"), shots)["untrained"]
+               for shots in (0, 1)}
     assert meta["too_long_skipped"] == skipped[1] > skipped[0]  # the same, longer, prompts as training's
     code = tmp_path / "a.py"
     code.write_text("def f(p):\n    f = open(p)\n    return f.read()\n")
-    ask = ("revise", "-c", "use a context manager", str(code), "--adapter", str(output), "--engine", "transformers")
+    ask = ("revise", "-c", "use a context manager", str(code), "--adapter", str(output),
+           "--engine", "transformers")
     assert_one_line_error(revisor(*ask), "fine-tuned+retrieval needs --pool")
     answered = revisor(*ask, "--pool", str(small))
     assert answered.returncode == 0, answered.stderr.decode()[-3000:]

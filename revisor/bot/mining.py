@@ -26,7 +26,7 @@ from github.PullRequest import PullRequest
 from github.PullRequestComment import PullRequestComment
 from github.Repository import Repository
 
-from revisor.bot.diff import follow, line_opcodes, touched
+from revisor.bot.diff import Opcodes, follow, line_opcodes
 from revisor.bot.github import file_lines
 from revisor.model.errors import RevisorError
 from revisor.model.languages import language_of_path
@@ -63,6 +63,28 @@ class PullHistory:
         if commit.commit.committer.date < comment.created_at:
             return "its lines changed in a commit made before it (a review begun on an older commit)"
         return None
+
+
+def depth(lines: list[str]) -> float:
+    """The indentation of the shallowest non-blank line (infinite where all are blank)."""
+    return min((len(x.expandtabs()) - len(x.expandtabs().lstrip()) for x in lines if x.strip()),
+               default=float("inf"))
+
+
+def reaches(ops: Opcodes, before: list[str], after: list[str], start: int, end: int) -> bool:
+    """Whether a commit changed lines [start, end) of `before`: rewrote or deleted some, inserted
+    lines among them, or added lines right beside them at their depth ("add a check after this").
+    A block added beside them but less indented (a new function below a method's last lines) is
+    other work."""
+    own = depth(before[start:end])
+    for tag, i1, i2, j1, j2 in ops:
+        if tag == "equal":
+            continue
+        if i1 < i2 and i1 < end and i2 > start or i1 == i2 and start < i1 < end:
+            return True
+        if i1 == i2 and i1 in (start, end) and depth(after[j1:j2]) >= own:
+            return True
+    return False
 
 
 def skip_reason(comment: PullRequestComment) -> str | None:
@@ -104,7 +126,7 @@ def mine_comment(history: PullHistory, pull: PullRequest, comment: PullRequestCo
             return "file deleted before its lines changed"
         after = history.lines_at(later, new_path) or []
         ops = line_opcodes(before, after)
-        if touched(ops, *region):
+        if reaches(ops, before, after, *region):
             if reason := history.not_an_answer(later, comment):
                 return reason
             low, high = follow(ops, *window)
