@@ -41,6 +41,10 @@ def new_app_key() -> tuple[str, str]:
     return private, public
 
 
+BASE_SHA = "0" * 40
+"""The base branch's head of a pull request, unless it names one of its git history's commits."""
+
+
 @dataclass
 class PullRequest:
     number: int
@@ -54,6 +58,7 @@ class PullRequest:
     created_at: str = "2026-01-01T00:00:00Z"
     updated_at: str = "2026-01-01T00:00:00Z"
     state: str = "open"  # or "closed"
+    base_sha: str = BASE_SHA
 
 
 @dataclass
@@ -78,6 +83,8 @@ class FakeGitHub:
     rate_limit_next: list[str] = field(default_factory=list)  # "primary" / "secondary" limits to hit next
     rate_limited: list[str] = field(default_factory=list)  # the kind of limit of each 403 answered
     limit_kind: str = ""
+    pull_commits_cap: int = 250  # GitHub lists a pull request's first 250 commits, no more
+    commit_files_cap: int = 3000  # and a commit's first 3,000 files
     limit_until: float = 0.0
     pushes: dict[str, tuple[str, list[dict]]] = field(default_factory=dict)  # path suffix -> (head, files)
     # of a push that lands once a request to that path was answered
@@ -120,8 +127,6 @@ def rate_limited(gh: FakeGitHub) -> JSONResponse | None:
 GIT_STATUS = {"A": "added", "M": "modified", "D": "removed", "R": "renamed", "C": "copied", "T": "changed"}
 
 
-BASE_SHA = "0" * 40
-"""The base branch's head of every pull request."""
 MAX_BODY_CHARS = 65_536
 """GitHub's limit on the body of a comment or review."""
 MAX_CONTENTS_BYTES = 2**20
@@ -253,7 +258,8 @@ def create_github_app(gh: FakeGitHub) -> FastAPI:
     def pull_or_404(number: int) -> PullRequest | JSONResponse:
         return gh.pulls.get(number) or error(404, "Not Found")
 
-    def paginated(request: Request, items: list) -> JSONResponse:
+    def page_of(request: Request, items: list) -> tuple[list, dict]:
+        """The page of `items` asked for, and the Link header to the next and the last."""
         per_page = min(int(request.query_params.get("per_page", 30)), gh.per_page_cap)
         page = int(request.query_params.get("page", 1))
         last = max(1, -(-len(items) // per_page))
@@ -262,7 +268,11 @@ def create_github_app(gh: FakeGitHub) -> FastAPI:
         if page < last:
             links.append(f'<{url}&page={page + 1}>; rel="next"')
         links.append(f'<{url}&page={last}>; rel="last"')
-        return ok(items[(page - 1) * per_page : page * per_page], headers={"Link": ", ".join(links)})
+        return items[(page - 1) * per_page : page * per_page], {"Link": ", ".join(links)}
+
+    def paginated(request: Request, items: list) -> JSONResponse:
+        page, headers = page_of(request, items)
+        return ok(page, headers=headers)
 
     @app.get(prefix)
     def get_repo(request: Request):
@@ -273,8 +283,8 @@ def create_github_app(gh: FakeGitHub) -> FastAPI:
         return {"number": pull.number, "url": url, "state": pull.state, "draft": False,
                 "issue_url": f"{gh.base(request)}{prefix}/issues/{pull.number}",
                 "created_at": pull.created_at, "updated_at": pull.updated_at,
-                "head": {"sha": pull.head_sha, "ref": "feature"},
-                "base": {"sha": BASE_SHA, "ref": pull.base_ref, "repo": repo_json(request)}}
+                "head": {"sha": pull.head_sha, "ref": "feature"}, "commits": len(pull.commits),
+                "base": {"sha": pull.base_sha, "ref": pull.base_ref, "repo": repo_json(request)}}
 
     @app.get(prefix + "/installation")
     def repo_installation():
@@ -298,7 +308,7 @@ def create_github_app(gh: FakeGitHub) -> FastAPI:
         if isinstance(pull, JSONResponse):
             return pull
         return paginated(request, [{"sha": sha, "url": f"{gh.base(request)}{prefix}/commits/{sha}"}
-                                  for sha in pull.commits])
+                                  for sha in pull.commits[:gh.pull_commits_cap]])
 
     @app.get(prefix + "/pulls/{number}")
     def get_pull(request: Request, number: int):
@@ -381,7 +391,7 @@ def create_github_app(gh: FakeGitHub) -> FastAPI:
                         "message": "body is too long (maximum is 65536 characters)"}
             return error(422, "Validation Failed", errors=[too_long])
         at_head = data.get("commit_id") in (None, pull.head_sha)  # lines are those of the review's commit
-        files = pull.files if at_head else gh.compares.get((BASE_SHA, data["commit_id"]), [])
+        files = pull.files if at_head else gh.compares.get((pull.base_sha, data["commit_id"]), [])
         patches = {f["filename"]: f.get("patch") for f in files}
         for comment in data.get("comments", []):
             hunks = target_lines(patches[comment["path"]]) if patches.get(comment.get("path")) else []
@@ -399,18 +409,22 @@ def create_github_app(gh: FakeGitHub) -> FastAPI:
         return ok(review)
 
     @app.get(prefix + "/compare/{basehead}")
-    def compare(basehead: str):
+    def compare(request: Request, basehead: str):
+        """Its commits a page at a time (the files on every page), as GitHub paginates them."""
         base, _, head = basehead.partition("...")
-        files = gh.compares.get((base, head))
+        files, commits = gh.compares.get((base, head)), []
         if files is None and gh.git is not None:  # the repository's own history
             try:
                 files = compared_files(gh.git, base, head)
+                commits = git(gh.git, "rev-list", "--reverse", f"{base}..{head}").split()
             except subprocess.CalledProcessError:
                 files = None
         if files is None:
             return error(404, "Not Found")
-        return ok({"status": "ahead", "ahead_by": 1, "behind_by": 0, "total_commits": 1, "commits": [],
-                   "files": files})
+        page, headers = page_of(request, [{"sha": sha, "url": f"{gh.base(request)}{prefix}/commits/{sha}"}
+                                          for sha in commits])
+        return ok({"status": "ahead", "ahead_by": len(commits), "behind_by": 0, "total_commits": len(commits),
+                   "commits": page, "files": files}, headers=headers)
 
     @app.get(prefix + "/commits/{sha}")
     def get_commit(request: Request, sha: str):
@@ -419,7 +433,7 @@ def create_github_app(gh: FakeGitHub) -> FastAPI:
             return ok(commit)
         try:
             parents, seconds = git(gh.git, "show", "-s", "--format=%P%n%ct", sha).splitlines()
-            files = commit_files(gh.git, sha)
+            files = commit_files(gh.git, sha)[:gh.commit_files_cap]
         except subprocess.CalledProcessError:
             return error(422, f"No commit found for SHA: {sha}")
         when = datetime.fromtimestamp(int(seconds), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

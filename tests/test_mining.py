@@ -15,8 +15,8 @@ from revisor.bot.mining import MiningRun, mine, reaches
 from revisor.model.errors import RevisorError
 from revisor.training.datasets import load_dataset
 from tests.conftest import ROOT
-from tests.github_server import ServerThread, create_github_app
-from tests.repo_history import REPO, history_github
+from tests.github_server import FakeGitHub, PullRequest, ServerThread, create_github_app, new_app_key
+from tests.repo_history import APP_ID, INSTALLATION, REPO, comment, commit, history_github
 
 TOKEN = "ghp_" + "m" * 36
 EXPECTED = {  # comment id -> (code the reviewer saw, the code after the change)
@@ -202,3 +202,29 @@ def test_lines_added_beside_the_commented_ones_answer_only_at_their_depth():
     assert not answers([*before[:5], "import os", *before[5:]])  # further away
     assert answers([before[0], "    data = read_json(path)", *before[2:]])  # rewritten
     assert answers([before[0], *before[2:]])  # deleted
+
+
+@pytest.mark.slow
+def test_a_pull_request_over_250_commits_and_a_commit_over_3000_files_are_read_whole(tmp_path):
+    """GitHub lists a pull request's first 250 commits and a commit's first 3,000 files: the
+    answers here lie beyond both."""
+    repo = tmp_path / "big"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
+    base = commit(repo, "start", {"app/rates.py": "RATE=1\n", "app/fees.py": "FEE=2\n"})
+    first = commit(repo, "rates", {"app/rates.py": "RATE=1\nCAP=2\n", "app/fees.py": "FEE=2\nMIN=1\n"})
+    shas = [first] + [commit(repo, f"note {n}", {"notes.md": f"{n}\n"}) for n in range(250)]
+    shas.append(commit(repo, "spaces", {"app/rates.py": "RATE = 1\nCAP = 2\n"}))  # the 252nd
+    generated = {f"a-gen/f{n:04}.txt": f"{n}\n" for n in range(3000)}  # listed before "app/…"
+    shas.append(commit(repo, "generate; fees spaced", {**generated, "app/fees.py": "FEE = 2\nMIN = 1\n"}))
+    private, public = new_app_key()
+    gh = FakeGitHub(APP_ID, public, INSTALLATION, REPO, git=repo, per_page_cap=100, tokens={TOKEN})
+    gh.pulls[1] = PullRequest(1, shas[-1], "main", [], commits=shas, base_sha=base, state="closed")
+    gh.pulls[1].review_comments = [
+        comment(1, 1, "app/rates.py", 2, "spaces around =", first, "2026-01-01T00:00:00Z", start=1),
+        comment(1, 2, "app/fees.py", 2, "spaces here too", first, "2026-01-01T00:00:00Z", start=1)]
+    with ServerThread(create_github_app(gh)) as url:
+        output = tmp_path / "pairs.jsonl"
+        result = run_mine(url, output)
+    assert result.returncode == 0, result.stderr
+    mined = {e.id.rsplit("/", 1)[1]: (e.code_before, e.code_after) for e in load_dataset(output).examples}
+    assert mined == {"1": ("RATE=1\nCAP=2", "RATE = 1\nCAP = 2"), "2": ("FEE=2\nMIN=1", "FEE = 2\nMIN = 1")}

@@ -35,6 +35,10 @@ from revisor.training.datasets import codereviewer_record
 
 CONTEXT_LINES = 3
 """Lines around the commented ones in each record, as in CodeReviewer's hunks."""
+MAX_COMMIT_FILES = 3000
+"""GitHub lists a commit's first 3,000 files, no more."""
+MAX_PULL_COMMITS = 250
+"""GitHub lists a pull request's first 250 commits, no more."""
 
 
 @dataclass
@@ -52,8 +56,18 @@ class PullHistory:
         return file_lines(self.repo, path, sha)
 
     def files_of(self, sha: str) -> dict[str, tuple[str, str]]:
-        """What commit `sha` did to each file it touched: old name -> (status, new name)."""
+        """What commit `sha` did to each file GitHub lists for it: old name -> (status, new name)."""
         return {(f.previous_filename or f.filename): (f.status, f.filename) for f in self.commit(sha).files}
+
+    def change_to(self, sha: str, path: str, lines: list[str]) -> tuple[str, str]:
+        """What commit `sha` did to `path`, whose `lines` they were before it: (status, new name).
+        From the commit's files, or, where GitHub listed only the first `MAX_COMMIT_FILES`, from the
+        file itself (a rename then reads as a removal)."""
+        listed = self.files_of(sha)
+        if path in listed or len(listed) < MAX_COMMIT_FILES:
+            return listed.get(path, ("unchanged", path))
+        now = self.lines_at(sha, path)
+        return ("removed" if now is None else "unchanged" if now == lines else "modified"), path
 
     def not_an_answer(self, sha: str, comment: PullRequestComment) -> str | None:
         """Why commit `sha`, though it changed the commented lines, did not answer the comment."""
@@ -119,7 +133,7 @@ def mine_comment(history: PullHistory, pull: PullRequest, comment: PullRequestCo
     code_before = "\n".join(seen[window[0]:window[1]]).strip("\n")
     path, before = comment.path, seen
     for later in history.commits[history.commits.index(commit) + 1:]:
-        status, new_path = history.files_of(later).get(path, ("unchanged", path))
+        status, new_path = history.change_to(later, path, before)
         if status == "unchanged":
             continue
         if status == "removed":
@@ -212,6 +226,15 @@ def pulls_to_mine(repo: Repository, since: datetime | None, limit: int | None) -
         yield pull
 
 
+def pull_commits(repo: Repository, pull: PullRequest) -> list[str]:
+    """The pull request's commits, oldest first: GitHub lists its first 250 only, and its compare
+    view of the base and the head, a page at a time, all of them."""
+    listed = [c.sha for c in pull.get_commits()]
+    if len(listed) < MAX_PULL_COMMITS:
+        return listed
+    return [c.sha for c in repo.compare(pull.base.sha, pull.head.sha).commits]
+
+
 def mine(repo: Repository, run: MiningRun, since: datetime | None = None, limit: int | None = None,
          on_pull: Callable[[MiningRun], None] = lambda run: None) -> MiningRun:
     """Append the pairs of `repo`'s pull requests to the run's output, skipping those done."""
@@ -220,7 +243,7 @@ def mine(repo: Repository, run: MiningRun, since: datetime | None = None, limit:
         for pull in pulls_to_mine(repo, since, limit):
             if pull.number in run.pulls_done:
                 continue
-            history = PullHistory(repo, [c.sha for c in pull.get_commits()])
+            history = PullHistory(repo, pull_commits(repo, pull))
             for comment in pull.get_review_comments():
                 if since and comment.created_at < since:
                     run.skipped["written before --since"] += 1
