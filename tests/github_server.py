@@ -139,12 +139,13 @@ def git(repo: Path, *args: str) -> str:
 
 
 def listed_files(name_status: str) -> list[dict]:
-    """Files as GitHub lists them, from `git diff --name-status -M` (renames with their old name)."""
+    """Files as GitHub lists them, from `git diff --name-status -M -C` (renames and copies with the
+    name they came from)."""
     files = []
     for line in name_status.splitlines():
         status, *paths = line.split("\t")
         entry = {"filename": paths[-1], "status": GIT_STATUS[status[0]], "sha": "b" * 40}
-        if status[0] == "R":
+        if status[0] in "RC":
             entry["previous_filename"] = paths[0]
         files.append(entry)
     return files
@@ -153,8 +154,8 @@ def listed_files(name_status: str) -> list[dict]:
 def commit_files(repo: Path, sha: str) -> list[dict]:
     """A commit's files as GitHub's commit endpoint lists them: against its first parent, a merge's
     too."""
-    return listed_files(git(repo, "diff-tree", "--no-commit-id", "-r", "-M", "--root", "-m", "--first-parent",
-                            "--name-status", sha))
+    return listed_files(git(repo, "diff-tree", "--no-commit-id", "-r", "-M", "-C", "--root", "-m",
+                            "--first-parent", "--name-status", sha))
 
 
 def compared_files(repo: Path, base: str, head: str) -> list[dict]:

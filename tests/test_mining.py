@@ -15,7 +15,7 @@ from revisor.bot.mining import MiningRun, mine, reaches
 from revisor.model.errors import RevisorError
 from revisor.training.datasets import load_dataset
 from tests.conftest import ROOT
-from tests.github_server import FakeGitHub, PullRequest, ServerThread, create_github_app, new_app_key
+from tests.github_server import FakeGitHub, PullRequest, ServerThread, create_github_app, git, new_app_key
 from tests.repo_history import APP_ID, INSTALLATION, REPO, comment, commit, history_github
 
 TOKEN = "ghp_" + "m" * 36
@@ -228,3 +228,27 @@ def test_a_pull_request_over_250_commits_and_a_commit_over_3000_files_are_read_w
     assert result.returncode == 0, result.stderr
     mined = {e.id.rsplit("/", 1)[1]: (e.code_before, e.code_after) for e in load_dataset(output).examples}
     assert mined == {"1": ("RATE=1\nCAP=2", "RATE = 1\nCAP = 2"), "2": ("FEE=2\nMIN=1", "FEE = 2\nMIN = 1")}
+
+
+def test_lines_stay_with_the_file_a_copy_was_made_from(tmp_path):
+    repo = tmp_path / "copies"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
+    rates = "".join(f"RATE_{n} = {n}\n" for n in range(12))
+    base = commit(repo, "start", {"app/rates.py": rates})
+    first = commit(repo, "cap", {"app/rates.py": rates + "CAP=2\n"})
+    copied = commit(repo, "a copy for v2, changed; the original grows", {
+        "app/rates.py": "# rates\n" + rates + "CAP=2\n", "app/rates_v2.py": rates + "CAP = 20\n"})
+    answered = commit(repo, "spaces", {"app/rates.py": "# rates\n" + rates + "CAP = 2\n"})
+    assert "C" in git(repo, "diff-tree", "-r", "-M", "-C", "--name-status", copied)  # git saw a copy
+    private, public = new_app_key()
+    gh = FakeGitHub(APP_ID, public, INSTALLATION, REPO, git=repo, tokens={TOKEN})
+    gh.pulls[1] = PullRequest(1, answered, "main", [], commits=[first, copied, answered], base_sha=base,
+                              state="closed")
+    gh.pulls[1].review_comments = [comment(1, 1, "app/rates.py", 13, "spaces around =", first,
+                                           "2026-01-01T00:00:00Z")]
+    with ServerThread(create_github_app(gh)) as url:
+        output = tmp_path / "pairs.jsonl"
+        assert run_mine(url, output).returncode == 0
+    [record] = records(output)
+    assert record["source"]["commit_after"] == answered and record["source"]["path_after"] == "app/rates.py"
+    assert record["new"].splitlines()[-1] == " CAP = 2"

@@ -56,8 +56,10 @@ class PullHistory:
         return file_lines(self.repo, path, sha)
 
     def files_of(self, sha: str) -> dict[str, tuple[str, str]]:
-        """What commit `sha` did to each file GitHub lists for it: old name -> (status, new name)."""
-        return {(f.previous_filename or f.filename): (f.status, f.filename) for f in self.commit(sha).files}
+        """What commit `sha` did to each file GitHub lists for it: old name -> (status, new name). A
+        copy is a new file: the lines stay with the one it was copied from."""
+        return {(f.previous_filename if f.status == "renamed" else f.filename): (f.status, f.filename)
+                for f in self.commit(sha).files}
 
     def change_to(self, sha: str, path: str, lines: list[str]) -> tuple[str, str]:
         """What commit `sha` did to `path`, whose `lines` they were before it: (status, new name).
