@@ -51,6 +51,7 @@ ANSWERS = {  # the model's answer for the code under each comment
     "    return items[0]\n": "```python\nreturn items[0] if items else None\n```",
     "        n += 1\n": "```python\nn += 2\n```",
 }
+MINER_TOKEN = "ghp_" + "o" * 36
 COMMENTS = [(301, 4, 4, "/revise use +="), (302, 9, 12, "/revise a list comprehension"),
             (303, 16, 16, "/revise what if it is empty?")]
 
@@ -82,6 +83,7 @@ def shop_pull(tmp_path, store):
                                         commits=[first_head])
     engine = FakeEngine(ANSWERS.__getitem__)
     handlers = Handlers(lambda strategy, adapter: Reviser(engine, ZeroShot()), "fake")
+    gh.tokens.add(MINER_TOKEN)  # `revisor mine` reads the same pull request with it
     with ServerThread(create_github_app(gh)) as url:
         def handle(event: str, payload: dict) -> str:
             api = PullRequestAPI.open(app_client(url, s.APP_ID, private, s.INSTALLATION), s.REPO, s.PR)
@@ -89,14 +91,16 @@ def shop_pull(tmp_path, store):
                                 lambda key: locked(store, key), store)
             return handlers.handle(ctx)
 
-        yield repo, base, first_head, pull, handle
+        yield repo, base, first_head, pull, handle, url
 
 
 def ask(pull, handle, comment_id: int, start: int, end: int, body: str, commit_id: str) -> None:
     """A reviewer's comment on lines `start`..`end` of app/shop.py at `commit_id`, answered."""
     payload = s.review_comment_payload(body, comment_id=comment_id)
-    payload["comment"].update(path="app/shop.py", start_line=start if start != end else None, line=end,
-                              commit_id=commit_id)
+    first = start if start != end else None
+    payload["comment"].update(path="app/shop.py", start_line=first, line=end, commit_id=commit_id,
+                              original_start_line=first, original_line=end, original_commit_id=commit_id,
+                              subject_type="line", side="RIGHT", start_side="RIGHT")
     pull.review_comments.append(dict(payload["comment"]))
     assert handle("pull_request_review_comment", payload).startswith("replied with a suggestion")
 
@@ -114,7 +118,7 @@ def push(repo, base, pull, handle, files: dict, first_head: str) -> str:
 
 def test_a_suggestion_applied_in_a_file_renamed_since_is_applied(tmp_path):
     store = SQLiteJobStore(tmp_path / "jobs.db")
-    with shop_pull(tmp_path, store) as (repo, base, first_head, pull, handle):
+    with shop_pull(tmp_path, store) as (repo, base, first_head, pull, handle, _):
         ask(pull, handle, 301, 4, 4, "/revise use +=", first_head)
         git(repo, "mv", "app/shop.py", "app/store.py")  # moved, and the suggestion committed
         push(repo, base, pull, handle, {"app/store.py": SHOP.replace("n = n + 1", "n += 1")}, first_head)
@@ -124,7 +128,7 @@ def test_a_suggestion_applied_in_a_file_renamed_since_is_applied(tmp_path):
 def test_applied_changed_and_left_after_a_push_and_on_close(ledger, tmp_path):
     store, store_env = ledger
     before = outcomes(store)
-    with shop_pull(tmp_path, store) as (repo, base, first_head, pull, handle):
+    with shop_pull(tmp_path, store) as (repo, base, first_head, pull, handle, url):
         for comment_id, start, end, body in COMMENTS:
             ask(pull, handle, comment_id, start, end, body, first_head)
         key = f"{s.REPO}#{s.PR}"
@@ -149,6 +153,10 @@ def test_applied_changed_and_left_after_a_push_and_on_close(ledger, tmp_path):
         assert handle("pull_request", closed) == "2 suggestion(s) left"
         assert [p.outcome for p in store.suggestions(key)] == ["applied", "changed", "left", "left"]
         assert handle("pull_request", closed) == "closed: no suggestion was pending"  # settled once
+        mined = tmp_path / "mined.jsonl"
+        subprocess.run([sys.executable, "-m", "revisor", "mine", "--repo", s.REPO, "--output", str(mined)],
+                       cwd=ROOT, check=True, capture_output=True, timeout=60,
+                       env={**os.environ, "GITHUB_API_URL": url, "GITHUB_TOKEN": MINER_TOKEN})
     after = outcomes(store)
     assert {o: after[o] - before[o] for o in after} == {"applied": 1, "changed": 1, "left": 2}
 
@@ -166,8 +174,9 @@ def test_applied_changed_and_left_after_a_push_and_on_close(ledger, tmp_path):
     result = revisor("mine", "--from-jobs", "--output", str(exported))
     assert result.returncode == 0 and "1 pair(s) from applied suggestions" in result.stdout, result.stderr
     [pair] = load_dataset(exported).examples
-    assert (pair.code_before, pair.comment, pair.code_after) == ("        n = n + 1", "use +=",
-                                                                 "        n += 1")
+    assert pair.comment == "use +=" and "        n += 1" in pair.code_after.splitlines()
+    [same] = [e for e in load_dataset(mined).examples if e.id.endswith("/301")]
+    assert (pair.code_before, pair.code_after) == (same.code_before, same.code_after)  # context and all
 
 
 def test_judge_reads_only_the_lines_at_their_place():

@@ -124,6 +124,15 @@ def parse_diff(text: str) -> Diff:
 Opcodes = list[tuple[str, int, int, int, int]]
 
 
+CONTEXT_LINES = 3
+"""Lines around the commented ones in a mined pair, as in CodeReviewer's hunks."""
+
+
+def with_context(start: int, end: int, length: int) -> tuple[int, int]:
+    """Lines [start, end) and `CONTEXT_LINES` each side, within a text of `length` lines."""
+    return max(0, start - CONTEXT_LINES), min(length, end + CONTEXT_LINES)
+
+
 def line_opcodes(old: list[str], new: list[str]) -> Opcodes:
     return SequenceMatcher(None, old, new, autojunk=False).get_opcodes()
 

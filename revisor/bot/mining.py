@@ -26,15 +26,13 @@ from github.PullRequest import PullRequest
 from github.PullRequestComment import PullRequestComment
 from github.Repository import Repository
 
-from revisor.bot.diff import Opcodes, follow, line_opcodes
+from revisor.bot.diff import Opcodes, follow, line_opcodes, with_context
 from revisor.bot.github import file_lines
 from revisor.model.errors import RevisorError
 from revisor.model.languages import language_of_path
 from revisor.model.schema import Example
 from revisor.training.datasets import codereviewer_record
 
-CONTEXT_LINES = 3
-"""Lines around the commented ones in each record, as in CodeReviewer's hunks."""
 MAX_COMMIT_FILES = 3000
 """GitHub lists a commit's first 3,000 files, no more."""
 MAX_PULL_COMMITS = 250
@@ -131,7 +129,7 @@ def mine_comment(history: PullHistory, pull: PullRequest, comment: PullRequestCo
     if seen is None or not 1 <= first <= comment.original_line <= len(seen):
         return "outdated (its lines are not in the file)"
     region = (first - 1, comment.original_line)
-    window = (max(0, region[0] - CONTEXT_LINES), min(len(seen), region[1] + CONTEXT_LINES))
+    window = with_context(*region, len(seen))
     code_before = "\n".join(seen[window[0]:window[1]]).strip("\n")
     path, before = comment.path, seen
     for later in history.commits[history.commits.index(commit) + 1:]:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 
-from revisor.bot.diff import follow, line_opcodes, touched
+from revisor.bot.diff import follow, line_opcodes, touched, with_context
 from revisor.model.languages import language_of_path
 from revisor.model.schema import Example
 from revisor.training.datasets import codereviewer_record
@@ -40,6 +40,11 @@ class PostedSuggestion:
     posted_at: float
     outcome: str = "pending"
     settled_at: float | None = None
+    code_before: str = ""
+    """Once applied: the commented lines with `CONTEXT_LINES` around them, as posted on..."""
+    code_after: str = ""
+    """...and the same lines as committed, as `revisor mine` records a pair ("": settled by an
+    earlier version, which kept no context)."""
 
     @property
     def pull_key(self) -> str:
@@ -64,8 +69,17 @@ class PostedSuggestion:
     def from_json(cls, text: str | bytes) -> PostedSuggestion:
         return cls(**json.loads(text))
 
-    def settled(self, outcome: str) -> PostedSuggestion:
-        return replace(self, outcome=outcome, settled_at=time.time())
+    def settled(self, outcome: str, before: list[str] | None = None,
+                after: list[str] | None = None) -> PostedSuggestion:
+        """With its outcome; an applied one also keeps its lines in context from `before`, the
+        file it was posted on, and `after`, the file that applied it."""
+        if outcome != "applied" or before is None or after is None:
+            return replace(self, outcome=outcome, settled_at=time.time())
+        low, high = with_context(self.start - 1, self.end, len(before))
+        now_low, now_high = follow(line_opcodes(before, after), low, high)
+        return replace(self, outcome=outcome, settled_at=time.time(),
+                       code_before="\n".join(before[low:high]).strip("\n"),
+                       code_after="\n".join(after[now_low:now_high]).strip("\n"))
 
 
 
@@ -106,12 +120,12 @@ def settle(pending: list[PostedSuggestion], lines_at: Callable[[str, str], list[
     gave it."""
     settled = []
     for posted in pending:
-        outcome = judge(posted, lines_at(posted.path, posted.commit),
-                        lines_later(posted.path, posted.commit, head))
+        before, after = lines_at(posted.path, posted.commit), lines_later(posted.path, posted.commit, head)
+        outcome = judge(posted, before, after)
         if outcome == "pending" and closed:
             outcome = "left"
         if outcome != "pending":
-            settled.append(posted.settled(outcome))
+            settled.append(posted.settled(outcome, before, after))
     return settled
 
 
@@ -147,8 +161,9 @@ def applied_records(suggestions: list[PostedSuggestion], repo: str | None) -> tu
         if not s.comment:
             continue
         posted = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(s.posted_at))
-        example = Example(s.ledger_key, s.original.rstrip("\n"), s.comment,
-                          s.suggestion.rstrip("\n"), language_of_path(s.path), created_at=posted)
+        example = Example(s.ledger_key, s.code_before or s.original.rstrip("\n"), s.comment,
+                          s.code_after or s.suggestion.rstrip("\n"), language_of_path(s.path),
+                          created_at=posted)
         records.append(codereviewer_record(example) | {"source": {
             "repo": s.repo, "pull": s.pull, "path": s.path, "lines": [s.start, s.end],
             "commit_before": s.commit, "model": s.model, "suggestion": s.key}})
