@@ -11,7 +11,7 @@ import time
 import pytest
 
 from revisor.bot.diff import line_opcodes
-from revisor.bot.mining import MiningRun, mine, reaches
+from revisor.bot.mining import MiningRun, mine, moved_away, reaches
 from revisor.model.errors import RevisorError
 from revisor.training.datasets import load_dataset
 from tests.conftest import ROOT
@@ -252,3 +252,18 @@ def test_lines_stay_with_the_file_a_copy_was_made_from(tmp_path):
     [record] = records(output)
     assert record["source"]["commit_after"] == answered and record["source"]["path_after"] == "app/rates.py"
     assert record["new"].splitlines()[-1] == " CAP = 2"
+
+
+def test_lines_cut_and_pasted_elsewhere_are_no_answer():
+    before = ["def a():", "    return 1", "", "", "def b():", "    x = 2", "    return x"]
+
+    def moved(after: list[str]) -> str | None:
+        return moved_away(line_opcodes(before, after), before, after, 0, 2)
+
+    pasted = [*before[4:], "", "", *before[:2]]
+    assert reaches(line_opcodes(before, pasted), before, pasted, 0, 2)  # they left their place...
+    assert moved(pasted)  # ...for below the longer b(), unchanged
+    assert moved([*before[4:], "", "", "def a():", "    return 1  "])  # trailing spaces aside
+    assert not moved([*before[4:], "", "", "def a():", "    return 10"])  # moved and changed: an answer
+    assert not moved(["def a():", "    return 11", *before[2:]])  # changed in place
+    assert not moved(before[2:])  # deleted

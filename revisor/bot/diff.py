@@ -133,6 +133,11 @@ def with_context(start: int, end: int, length: int) -> tuple[int, int]:
     return max(0, start - CONTEXT_LINES), min(length, end + CONTEXT_LINES)
 
 
+def copies(lines: list[str], block: list[str]) -> int:
+    """How many times `block` stands, whole and in order, in `lines`."""
+    return sum(lines[i:i + len(block)] == block for i in range(len(lines) - len(block) + 1))
+
+
 def line_opcodes(old: list[str], new: list[str]) -> Opcodes:
     return SequenceMatcher(None, old, new, autojunk=False).get_opcodes()
 

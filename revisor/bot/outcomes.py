@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 
-from revisor.bot.diff import follow, line_opcodes, touched, with_context
+from revisor.bot.diff import copies, follow, line_opcodes, touched, with_context
 from revisor.model.languages import language_of_path
 from revisor.model.schema import Example
 from revisor.training.datasets import codereviewer_record
@@ -81,10 +81,6 @@ class PostedSuggestion:
                        code_before="\n".join(before[low:high]).strip("\n"),
                        code_after="\n".join(after[now_low:now_high]).strip("\n"))
 
-
-
-def copies(lines: list[str], block: list[str]) -> int:
-    return sum(lines[i:i + len(block)] == block for i in range(len(lines) - len(block) + 1))
 
 
 def judge(posted: PostedSuggestion, before: list[str] | None, after: list[str] | None) -> str:
