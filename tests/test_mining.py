@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from revisor.bot.diff import line_opcodes
+from revisor.bot.diff import line_opcodes, pair_texts
 from revisor.bot.mining import MiningRun, mine, moved_away, reaches
 from revisor.model.errors import RevisorError
 from revisor.training.datasets import load_dataset
@@ -21,9 +21,9 @@ from tests.repo_history import APP_ID, INSTALLATION, REPO, comment, commit, hist
 TOKEN = "ghp_" + "m" * 36
 EXPECTED = {  # comment id -> (code the reviewer saw, the code after the change)
     "101": ('def save(path, data):\n    handle = open(path, "w")\n    handle.write(json.dumps(data))\n'
-            "    handle.close()",
+            "    handle.close()\n\n\ndef load(path):",  # the three lines the answer rewrote, and three around
             'def save(path, data):\n    with open(path, "w") as handle:\n'
-            "        handle.write(json.dumps(data))"),
+            "        handle.write(json.dumps(data))\n\n\ndef load(path):"),
     "102": ("def remove(path):\n    import os\n    os.remove(path)",
             "def remove(path):\n    os.remove(path)"),
     "109": ("def triple(x):\n    return x*3", "def triple(x):\n    return x * 3"),
@@ -267,3 +267,12 @@ def test_lines_cut_and_pasted_elsewhere_are_no_answer():
     assert not moved([*before[4:], "", "", "def a():", "    return 10"])  # moved and changed: an answer
     assert not moved(["def a():", "    return 11", *before[2:]])  # changed in place
     assert not moved(before[2:])  # deleted
+
+
+def test_a_pair_is_the_change_that_answered_with_three_lines_around_it_on_each_side():
+    before = [f"line_{n} = {n}" for n in range(40)]
+    elsewhere = [f"other_{n} = {n}" for n in range(300)]  # the same commit's work further down
+    after = [*before[:9], "line_9 = 90", *before[10:15], *elsewhere, *before[15:]]
+    assert pair_texts(before, after, 9, 10) == ("\n".join(before[6:13]), "\n".join(after[6:13]))
+    wider = [*before[:9], "lines_9_to_11 = (9, 10, 11)", *before[12:]]  # the answer rewrote three lines
+    assert pair_texts(before, wider, 9, 10) == ("\n".join(before[6:15]), "\n".join(wider[6:13]))

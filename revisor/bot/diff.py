@@ -128,11 +128,6 @@ CONTEXT_LINES = 3
 """Lines around the commented ones in a mined pair, as in CodeReviewer's hunks."""
 
 
-def with_context(start: int, end: int, length: int) -> tuple[int, int]:
-    """Lines [start, end) and `CONTEXT_LINES` each side, within a text of `length` lines."""
-    return max(0, start - CONTEXT_LINES), min(length, end + CONTEXT_LINES)
-
-
 def copies(lines: list[str], block: list[str]) -> int:
     """How many times `block` stands, whole and in order, in `lines`."""
     return sum(lines[i:i + len(block)] == block for i in range(len(lines) - len(block) + 1))
@@ -158,3 +153,21 @@ def follow(ops: Opcodes, start: int, end: int) -> tuple[int, int]:
         return min(found) if first else max(found)
 
     return position(start, True), position(end, False)
+
+
+def with_context(start: int, end: int, length: int) -> tuple[int, int]:
+    """Lines [start, end) and `CONTEXT_LINES` each side, within a text of `length` lines."""
+    return max(0, start - CONTEXT_LINES), min(length, end + CONTEXT_LINES)
+
+
+def pair_texts(before: list[str], after: list[str], start: int, end: int) -> tuple[str, str]:
+    """Lines [start, end) of `before` and what `after` made of them, as a CodeReviewer hunk: the
+    whole of every change that rewrote or deleted some of them, with `CONTEXT_LINES` around, on
+    each side in its own text."""
+    ops = line_opcodes(before, after)
+    for tag, i1, i2, _, _ in ops:
+        if tag != "equal" and i1 < i2 and i1 < end and i2 > start:
+            start, end = min(start, i1), max(end, i2)
+    old_low, old_high = with_context(start, end, len(before))
+    new_low, new_high = with_context(*follow(ops, start, end), len(after))
+    return ("\n".join(before[old_low:old_high]).strip("\n"), "\n".join(after[new_low:new_high]).strip("\n"))

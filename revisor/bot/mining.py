@@ -1,9 +1,9 @@
 """`revisor mine`: review-to-revision pairs from a repository's own pull requests.
 
 A pair is a review comment on lines of a pull request and the first later commit of the same pull
-request that changed those lines: the code the reviewer saw (at the comment's
-`original_commit_id`, with a few lines around it), the comment, and the same region after that
-commit. Records use the CodeReviewer JSONL schema that `revisor train`, `bench` and `data split`
+request that changed those lines (the comment's `original_commit_id` and later): the comment, and
+as a CodeReviewer hunk, the lines that commit changed there with three lines around them, before it
+and after it. Records use the CodeReviewer JSONL schema that `revisor train`, `bench` and `data split`
 read, plus `created_at` and where the pair came from.
 
 Mining resumes: `<output>.state.json` lists the closed pull requests done (an open one is read
@@ -26,7 +26,7 @@ from github.PullRequest import PullRequest
 from github.PullRequestComment import PullRequestComment
 from github.Repository import Repository
 
-from revisor.bot.diff import Opcodes, copies, follow, line_opcodes, with_context
+from revisor.bot.diff import Opcodes, copies, follow, line_opcodes, pair_texts
 from revisor.bot.github import file_lines
 from revisor.model.errors import RevisorError
 from revisor.model.languages import language_of_path
@@ -139,11 +139,11 @@ def mine_comment(history: PullHistory, pull: PullRequest, comment: PullRequestCo
         return "outdated (its commit left the pull request)"
     seen = history.lines_at(commit, comment.path)
     first = comment.original_start_line or comment.original_line
-    if seen is None or not 1 <= first <= comment.original_line <= len(seen):
+    if seen is None:
+        return "not a file at its commit (a symlink or a submodule)"
+    if not 1 <= first <= comment.original_line <= len(seen):
         return "outdated (its lines are not in the file)"
     region = (first - 1, comment.original_line)
-    window = with_context(*region, len(seen))
-    code_before = "\n".join(seen[window[0]:window[1]]).strip("\n")
     path, before = comment.path, seen
     for later in history.commits[history.commits.index(commit) + 1:]:
         status, new_path = history.change_to(later, path, before)
@@ -156,12 +156,12 @@ def mine_comment(history: PullHistory, pull: PullRequest, comment: PullRequestCo
         if reaches(ops, before, after, *region):
             if reason := history.not_an_answer(later, comment) or moved_away(ops, before, after, *region):
                 return reason
-            low, high = follow(ops, *window)
+            code_before, code_after = pair_texts(before, after, *region)
             example = Example(
                 id=f"{history.repo.full_name}#{pull.number}/{comment.id}",
                 code_before=code_before,
                 comment=comment.body,
-                code_after="\n".join(after[low:high]).strip("\n"),
+                code_after=code_after,
                 language=language_of_path(comment.path),
                 created_at=comment.created_at.isoformat(),
             )
@@ -169,7 +169,7 @@ def mine_comment(history: PullHistory, pull: PullRequest, comment: PullRequestCo
                 "repo": history.repo.full_name, "pull": pull.number, "comment_id": comment.id,
                 "url": comment.html_url, "path": comment.path, "path_after": new_path,
                 "lines": [first, comment.original_line], "commit_before": commit, "commit_after": later}}
-        region, window = follow(ops, *region), follow(ops, *window)  # other lines changed: go on
+        region = follow(ops, *region)  # other lines changed: go on
         path, before = new_path, after
     return "never followed by a change"
 

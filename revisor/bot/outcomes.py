@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 
-from revisor.bot.diff import copies, follow, line_opcodes, touched, with_context
+from revisor.bot.diff import copies, follow, line_opcodes, pair_texts, touched
 from revisor.model.languages import language_of_path
 from revisor.model.schema import Example
 from revisor.training.datasets import codereviewer_record
@@ -41,10 +41,10 @@ class PostedSuggestion:
     outcome: str = "pending"
     settled_at: float | None = None
     code_before: str = ""
-    """Once applied: the commented lines with `CONTEXT_LINES` around them, as posted on..."""
+    """Once applied: as `revisor mine` records a pair (`diff.pair_texts`), the commented lines as
+    posted on..."""
     code_after: str = ""
-    """...and the same lines as committed, as `revisor mine` records a pair ("": settled by an
-    earlier version, which kept no context)."""
+    """...and as committed ("": settled by an earlier version, which kept neither)."""
 
     @property
     def pull_key(self) -> str:
@@ -75,11 +75,9 @@ class PostedSuggestion:
         file it was posted on, and `after`, the file that applied it."""
         if outcome != "applied" or before is None or after is None:
             return replace(self, outcome=outcome, settled_at=time.time())
-        low, high = with_context(self.start - 1, self.end, len(before))
-        now_low, now_high = follow(line_opcodes(before, after), low, high)
-        return replace(self, outcome=outcome, settled_at=time.time(),
-                       code_before="\n".join(before[low:high]).strip("\n"),
-                       code_after="\n".join(after[now_low:now_high]).strip("\n"))
+        code_before, code_after = pair_texts(before, after, self.start - 1, self.end)
+        return replace(self, outcome=outcome, settled_at=time.time(), code_before=code_before,
+                       code_after=code_after)
 
 
 
