@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from revisor.bot.diff import line_opcodes, pair_texts
-from revisor.bot.mining import MiningRun, mine, moved_away, reaches
+from revisor.bot.diff import line_opcodes, moved_elsewhere, pair_texts
+from revisor.bot.mining import MiningRun, mine, reaches
 from revisor.model.errors import RevisorError
 from revisor.training.datasets import load_dataset
 from tests.conftest import ROOT
@@ -257,8 +257,8 @@ def test_lines_stay_with_the_file_a_copy_was_made_from(tmp_path):
 def test_lines_cut_and_pasted_elsewhere_are_no_answer():
     before = ["def a():", "    return 1", "", "", "def b():", "    x = 2", "    return x"]
 
-    def moved(after: list[str]) -> str | None:
-        return moved_away(line_opcodes(before, after), before, after, 0, 2)
+    def moved(after: list[str]) -> bool:
+        return moved_elsewhere(before, after, line_opcodes(before, after), 0, 2)
 
     pasted = [*before[4:], "", "", *before[:2]]
     assert reaches(line_opcodes(before, pasted), before, pasted, 0, 2)  # they left their place...

@@ -189,7 +189,8 @@ def test_judge_reads_only_the_lines_at_their_place():
     deletion = PostedSuggestion("k", "o/r", 1, "c", "a.py", 2, 3, "b\nc\n", "", "drop them", "m", 0.0)
     assert judge(deletion, before, ["a", "d"]) == "applied"
     assert judge(deletion, before, ["a", "B", "d"]) == "changed"
-    assert judge(deletion, before, ["a", "d", "b", "c"]) == "changed"  # moved, not deleted
+    assert judge(deletion, before, ["a", "d", "b", "c"]) == "pending"  # moved, not deleted
+    assert judge(posted, before, ["a", "d", "b", "c"]) == "pending"  # moved as they were
     assert judge(posted, before, ["a", "b", "c", "check()", "d"]) == "pending"  # a line added beside
     one = PostedSuggestion("k", "o/r", 1, "c", "a.py", 2, 2, "b\n", "B\n", "fix", "m", 0.0)
     assert judge(one, before, ["a", "x", "B", "y", "z", "d"]) == "changed"  # "B" in a rewrite, by chance

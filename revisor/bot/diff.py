@@ -171,3 +171,14 @@ def pair_texts(before: list[str], after: list[str], start: int, end: int) -> tup
     old_low, old_high = with_context(start, end, len(before))
     new_low, new_high = with_context(*follow(ops, start, end), len(after))
     return ("\n".join(before[old_low:old_high]).strip("\n"), "\n".join(after[new_low:new_high]).strip("\n"))
+
+
+def moved_elsewhere(before: list[str], after: list[str], ops: Opcodes, start: int, end: int) -> bool:
+    """Whether lines [start, end) of `before` left their place but stand, unchanged (trailing
+    spaces aside), elsewhere in `after`: cut and pasted."""
+    block = [line.rstrip() for line in before[start:end]]
+    if not any(block):
+        return False
+    low, high = follow(ops, start, end)
+    now, later, earlier = ([line.rstrip() for line in lines] for lines in (after[low:high], after, before))
+    return not copies(now, block) and copies(later, block) >= copies(earlier, block)

@@ -26,7 +26,7 @@ from github.PullRequest import PullRequest
 from github.PullRequestComment import PullRequestComment
 from github.Repository import Repository
 
-from revisor.bot.diff import Opcodes, copies, follow, line_opcodes, pair_texts
+from revisor.bot.diff import Opcodes, follow, line_opcodes, moved_elsewhere, pair_texts
 from revisor.bot.github import file_lines
 from revisor.model.errors import RevisorError
 from revisor.model.languages import language_of_path
@@ -101,19 +101,6 @@ def reaches(ops: Opcodes, before: list[str], after: list[str], start: int, end: 
     return False
 
 
-def moved_away(ops: Opcodes, before: list[str], after: list[str], start: int, end: int) -> str | None:
-    """Why a change to lines [start, end) is no answer: they left their place but stand, unchanged,
-    elsewhere in the file (cut and pasted)."""
-    block = [line.rstrip() for line in before[start:end]]
-    if not any(block):
-        return None
-    low, high = follow(ops, start, end)
-    now, later, earlier = ([line.rstrip() for line in lines] for lines in (after[low:high], after, before))
-    if not copies(now, block) and copies(later, block) >= copies(earlier, block):
-        return "its lines moved elsewhere unchanged, not answered"
-    return None
-
-
 def skip_reason(comment: PullRequestComment) -> str | None:
     """Why a comment cannot be a pair before any code is read, or None."""
     if comment.in_reply_to_id:
@@ -154,8 +141,10 @@ def mine_comment(history: PullHistory, pull: PullRequest, comment: PullRequestCo
         after = history.lines_at(later, new_path) or []
         ops = line_opcodes(before, after)
         if reaches(ops, before, after, *region):
-            if reason := history.not_an_answer(later, comment) or moved_away(ops, before, after, *region):
+            if reason := history.not_an_answer(later, comment):
                 return reason
+            if moved_elsewhere(before, after, ops, *region):
+                return "its lines moved elsewhere unchanged, not answered"
             code_before, code_after = pair_texts(before, after, *region)
             example = Example(
                 id=f"{history.repo.full_name}#{pull.number}/{comment.id}",

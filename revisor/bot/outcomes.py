@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 
-from revisor.bot.diff import copies, follow, line_opcodes, pair_texts, touched
+from revisor.bot.diff import follow, line_opcodes, moved_elsewhere, pair_texts, touched
 from revisor.model.languages import language_of_path
 from revisor.model.schema import Example
 from revisor.training.datasets import codereviewer_record
@@ -85,24 +85,23 @@ def judge(posted: PostedSuggestion, before: list[str] | None, after: list[str] |
     """`posted`'s outcome from its file at the commit it was posted on and at a later head
     (None: no such file there): applied when the lines where the commented ones were are now
     exactly the suggestion's, as "Commit suggestion" leaves them; changed when those lines were
-    rewritten otherwise; pending while they stand (lines added beside them leave them standing)."""
+    rewritten otherwise; pending while they stand, where they were or, cut and pasted, elsewhere
+    (lines added beside them leave them standing)."""
     if before is None or after is None:
         return "changed"  # the file was removed: not by the suggestion
     start, end = posted.start - 1, posted.end
     ops = line_opcodes(before, after)
     if not touched(ops, start, end):
         return "pending"
+    if moved_elsewhere(before, after, ops, start, end):
+        return "pending"  # cut and pasted elsewhere as they were: neither applied nor rewritten
     low, high = follow(ops, start, end)
     now = [line.rstrip() for line in after[low:high]]
-    wanted = [line.rstrip() for line in posted.suggestion.splitlines()]
-    original = [line.rstrip() for line in before[start:end]]
-    moved = not wanted and copies([x.rstrip() for x in after], original) >= copies(
-        [x.rstrip() for x in before], original)  # deleted here, pasted elsewhere: not applied
-    if now == wanted and not moved:
+    if now == [line.rstrip() for line in posted.suggestion.splitlines()]:
         return "applied"
     rewritten = any(tag != "equal" and (i1 < end and i2 > start if i1 < i2 else start < i1 < end)
                     for tag, i1, i2, _, _ in ops)
-    return "changed" if rewritten or moved else "pending"
+    return "changed" if rewritten else "pending"
 
 
 def settle(pending: list[PostedSuggestion], lines_at: Callable[[str, str], list[str] | None],
