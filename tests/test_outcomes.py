@@ -4,54 +4,22 @@ leaves the third; closing settles it. Recorded in both job stores, counted in /m
 by `revisor report`, exported by `revisor mine --from-jobs`."""
 
 import json
-import logging
 import os
 import sqlite3
 import subprocess
 import sys
-from contextlib import contextmanager
 
 import pytest
 
-from revisor.bot.github import PullRequestAPI, app_client
-from revisor.bot.handlers import Handlers, ReviewContext, wanted
-from revisor.bot.jobs import RedisJobStore, SQLiteJobStore, locked
+from revisor.bot.handlers import wanted
+from revisor.bot.jobs import RedisJobStore, SQLiteJobStore
 from revisor.bot.metrics import REGISTRY
 from revisor.bot.outcomes import PostedSuggestion, acceptance, applied_records, judge
-from revisor.model.prompts import ZeroShot
-from revisor.model.reviser import Reviser
 from revisor.training.datasets import load_dataset
 from tests import bot_scenario as s
 from tests.conftest import ROOT
-from tests.fakes import FakeEngine
-from tests.github_server import FakeGitHub, PullRequest, ServerThread, create_github_app, git, new_app_key
-from tests.repo_history import commit, pull_files
+from tests.shop_pull import MINER_TOKEN, SHOP, shop_pull
 
-SHOP = """def count(items):
-    n = 0
-    for item in items:
-        n = n + 1
-    return n
-
-
-def names(items):
-    result = []
-    for item in items:
-        result.append(item.name)
-    return result
-
-
-def first(items):
-    return items[0]
-"""
-ANSWERS = {  # the model's answer for the code under each comment
-    "        n = n + 1\n": "```python\nn += 1\n```",
-    "    result = []\n    for item in items:\n        result.append(item.name)\n    return result\n":
-        "```python\nreturn [item.name for item in items]\n```",
-    "    return items[0]\n": "```python\nreturn items[0] if items else None\n```",
-    "        n += 1\n": "```python\nn += 2\n```",
-}
-MINER_TOKEN = "ghp_" + "o" * 36
 COMMENTS = [(301, 4, 4, "/revise use +="), (302, 9, 12, "/revise a list comprehension"),
             (303, 16, 16, "/revise what if it is empty?")]
 
@@ -69,68 +37,21 @@ def outcomes(store) -> float:
             for o in ("applied", "changed", "left")}
 
 
-@contextmanager
-def shop_pull(tmp_path, store):
-    """A pull request adding app/shop.py over a real git history on the GitHub-like server, and
-    `handle(event, payload)`, the bot with a scripted model (ANSWERS) and `store` as its ledger."""
-    repo = tmp_path / "repo"
-    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
-    base = commit(repo, "start", {"README.md": "# shop\n"})
-    first_head = commit(repo, "shop", {"app/shop.py": SHOP})
-    private, public = new_app_key()
-    gh = FakeGitHub(s.APP_ID, public, s.INSTALLATION, s.REPO, git=repo)
-    pull = gh.pulls[s.PR] = PullRequest(s.PR, first_head, "main", pull_files(repo, base, first_head),
-                                        commits=[first_head])
-    engine = FakeEngine(ANSWERS.__getitem__)
-    handlers = Handlers(lambda strategy, adapter: Reviser(engine, ZeroShot()), "fake")
-    gh.tokens.add(MINER_TOKEN)  # `revisor mine` reads the same pull request with it
-    with ServerThread(create_github_app(gh)) as url:
-        def handle(event: str, payload: dict) -> str:
-            api = PullRequestAPI.open(app_client(url, s.APP_ID, private, s.INSTALLATION), s.REPO, s.PR)
-            ctx = ReviewContext("d", event, payload, api, logging.LoggerAdapter(logging.getLogger()),
-                                lambda key: locked(store, key), store)
-            return handlers.handle(ctx)
-
-        yield repo, base, first_head, pull, handle, url
-
-
-def ask(pull, handle, comment_id: int, start: int, end: int, body: str, commit_id: str) -> None:
-    """A reviewer's comment on lines `start`..`end` of app/shop.py at `commit_id`, answered."""
-    payload = s.review_comment_payload(body, comment_id=comment_id)
-    first = start if start != end else None
-    payload["comment"].update(path="app/shop.py", start_line=first, line=end, commit_id=commit_id,
-                              original_start_line=first, original_line=end, original_commit_id=commit_id,
-                              subject_type="line", side="RIGHT", start_side="RIGHT")
-    pull.review_comments.append(dict(payload["comment"]))
-    assert handle("pull_request_review_comment", payload).startswith("replied with a suggestion")
-
-
-def push(repo, base, pull, handle, files: dict, first_head: str) -> str:
-    """Commit `files` to the pull request and deliver its `synchronize` event; the new head."""
-    head = commit(repo, "review fixes", files)
-    pull.head_sha, pull.commits = head, [first_head, head]
-    pull.files = pull_files(repo, base, head)
-    event = s.pull_request_payload("synchronize")
-    event["pull_request"]["head"]["sha"] = head
-    handle("pull_request", event)
-    return head
-
-
 def test_a_suggestion_applied_in_a_file_renamed_since_is_applied(tmp_path):
     store = SQLiteJobStore(tmp_path / "jobs.db")
-    with shop_pull(tmp_path, store) as (repo, base, first_head, pull, handle, _):
-        ask(pull, handle, 301, 4, 4, "/revise use +=", first_head)
-        git(repo, "mv", "app/shop.py", "app/store.py")  # moved, and the suggestion committed
-        push(repo, base, pull, handle, {"app/store.py": SHOP.replace("n = n + 1", "n += 1")}, first_head)
+    with shop_pull(tmp_path, store) as shop:
+        shop.ask(301, 4, 4, "/revise use +=")
+        shop.push({"app/store.py": SHOP.replace("n = n + 1", "n += 1")},  # moved, and the suggestion
+                  moves={"app/shop.py": "app/store.py"})                  # committed
     assert [p.outcome for p in store.suggestions()] == ["applied"]
 
 
 def test_applied_changed_and_left_after_a_push_and_on_close(ledger, tmp_path):
     store, store_env = ledger
     before = outcomes(store)
-    with shop_pull(tmp_path, store) as (repo, base, first_head, pull, handle, url):
+    with shop_pull(tmp_path, store) as shop:
         for comment_id, start, end, body in COMMENTS:
-            ask(pull, handle, comment_id, start, end, body, first_head)
+            shop.ask(comment_id, start, end, body)
         key = f"{s.REPO}#{s.PR}"
         posted = store.suggestions(key)
         assert [(p.start, p.end, p.outcome) for p in posted] == [(4, 4, "pending"), (9, 12, "pending"),
@@ -140,23 +61,21 @@ def test_applied_changed_and_left_after_a_push_and_on_close(ledger, tmp_path):
         pushed = SHOP.replace("n = n + 1", "n += 1").replace(  # the first as suggested; the second otherwise
             "    result = []\n    for item in items:\n        result.append(item.name)\n    return result",
             "    return list(map(lambda item: item.name, items))")
-        head = push(repo, base, pull, handle, {"app/shop.py": "import os\n\n" + pushed}, first_head)
+        head = shop.push({"app/shop.py": "import os\n\n" + pushed})
         assert [p.outcome for p in store.suggestions(key)] == ["applied", "changed", "pending"]
-        ask(pull, handle, 304, 6, 6, "/revise step by two", head)  # on the new head
+        shop.ask(304, 6, 6, "/revise step by two", head)  # on the new head
         stale = s.pull_request_payload("synchronize")  # the first push's event, sent again
-        stale["pull_request"]["head"]["sha"] = first_head
-        handle("pull_request", stale)
+        stale["pull_request"]["head"]["sha"] = shop.first_head
+        shop.handle("pull_request", stale)
         assert [p.outcome for p in store.suggestions(key)] == ["applied", "changed", "pending", "pending"]
-        closed = {**s.pull_request_payload("closed")}
-        closed["pull_request"]["head"]["sha"] = head
-        assert wanted("pull_request", closed)
-        assert handle("pull_request", closed) == "2 suggestion(s) left"
+        assert wanted("pull_request", shop.event("closed"))
+        assert shop.close() == "2 suggestion(s) left"
         assert [p.outcome for p in store.suggestions(key)] == ["applied", "changed", "left", "left"]
-        assert handle("pull_request", closed) == "closed: no suggestion was pending"  # settled once
+        assert shop.close() == "closed: no suggestion was pending"  # settled once
         mined = tmp_path / "mined.jsonl"
         subprocess.run([sys.executable, "-m", "revisor", "mine", "--repo", s.REPO, "--output", str(mined)],
                        cwd=ROOT, check=True, capture_output=True, timeout=60,
-                       env={**os.environ, "GITHUB_API_URL": url, "GITHUB_TOKEN": MINER_TOKEN})
+                       env={**os.environ, "GITHUB_API_URL": shop.url, "GITHUB_TOKEN": MINER_TOKEN})
     after = outcomes(store)
     assert {o: after[o] - before[o] for o in after} == {"applied": 1, "changed": 1, "left": 2}
 
