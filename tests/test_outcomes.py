@@ -14,7 +14,7 @@ import pytest
 from revisor.bot.handlers import wanted
 from revisor.bot.jobs import RedisJobStore, SQLiteJobStore
 from revisor.bot.metrics import REGISTRY
-from revisor.bot.outcomes import PostedSuggestion, acceptance, applied_records, judge
+from revisor.bot.outcomes import PostedSuggestion, acceptance, applied_records, judge, settle
 from revisor.training.datasets import load_dataset
 from tests import bot_scenario as s
 from tests.conftest import ROOT
@@ -150,3 +150,30 @@ def test_the_ledger_keeps_pull_requests_apart_and_counts_a_change_posted_twice_o
     store.save_suggestion(old.settled("changed"))
     assert [p.outcome for p in store.suggestions("o/r#3")] == ["changed"]
     assert len(store.suggestions()) == 4
+
+
+def test_a_pending_suggestion_follows_its_lines_and_is_judged_where_they_are():
+    first = ["def f():", "    x = 1", "    return x", "", "", "def g():", "    y = 2", "    z = 3",
+             "    return y + z"]
+    files = {("a.py", "c1"): first, ("a.py", "h1"): ["import os", *first[:2], "    log(x)", *first[2:]]}
+    files[("b.py", "h2")] = [line.replace("x = 1", "x = 10") for line in files[("a.py", "h1")]]
+    files[("b.py", "h3")] = [*first[5:], "", "", *first[:3]]  # f() cut and pasted below g()
+
+    def lines_at(path, ref):
+        return files.get((path, ref))
+
+    def lines_later(path, commit, head):
+        return next(((p, lines) for (p, ref), lines in files.items() if ref == head), None)
+
+    posted = PostedSuggestion("k", "o/r", 1, "c1", "a.py", 2, 2, "    x = 1\n", "    x = 10\n", "ten", "m",
+                              0.0)
+    [anchored] = settle([posted], lines_at, lines_later, "h1", closed=False)  # a line above, one beside
+    assert (anchored.outcome, anchored.commit, anchored.path, anchored.start, anchored.end) == (
+        "pending", "h1", "a.py", 3, 3)
+    [applied] = settle([anchored], lines_at, lines_later, "h2", closed=False)  # renamed, and applied
+    assert applied.outcome == "applied"
+    assert judge(posted, files[("a.py", "c1")], files[("b.py", "h2")]) == "changed"  # judged from afar
+
+    [moved] = settle([posted], lines_at, lines_later, "h3", closed=False)
+    assert (moved.outcome, moved.path, moved.start, moved.end) == ("pending", "b.py", 8, 8)
+    assert settle([moved], lines_at, lines_later, "h3", closed=False) == []  # nothing new at h3

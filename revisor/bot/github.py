@@ -205,12 +205,12 @@ class PullRequestAPI:
     def file_lines(self, path: str, ref: str) -> list[str] | None:
         return file_lines(self.repo, path, ref)
 
-    def lines_later(self, path: str, commit: str, head: str) -> list[str] | None:
-        """`path`'s lines at `head`, under its new name if a commit since `commit` renamed it;
+    def lines_later(self, path: str, commit: str, head: str) -> tuple[str, list[str]] | None:
+        """`path`'s name and lines at `head`: its new name if a commit since `commit` renamed it;
         None where it is gone."""
         lines = self.file_lines(path, head)
         if lines is not None:
-            return lines
+            return path, lines
         try:
             files = self.repo.compare(commit, head).files
         except GithubException as error:
@@ -218,7 +218,8 @@ class PullRequestAPI:
                 return None
             raise
         renamed = [f.filename for f in files if f.status == "renamed" and f.previous_filename == path]
-        return self.file_lines(renamed[0], head) if renamed else None
+        lines = self.file_lines(renamed[0], head) if renamed else None
+        return None if lines is None else (renamed[0], lines)
 
     def config_text(self) -> str | None:
         """`.github/revisor.yml` from the base branch, never from the pull request's head."""

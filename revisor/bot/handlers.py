@@ -184,9 +184,11 @@ class ReviewContext:
             return ""
         with self.lock(self.pull_key):
             pending = [s for s in self.ledger.suggestions(self.pull_key) if s.outcome == "pending"]
-            settled = settle(pending, self.api.file_lines, self.api.lines_later, head, closed)
-            for posted in settled:
+            updates = settle(pending, self.api.file_lines, self.api.lines_later, head, closed)
+            settled = [posted for posted in updates if posted.outcome != "pending"]
+            for posted in updates:
                 self.ledger.save_suggestion(posted)
+            for posted in settled:
                 SUGGESTION_OUTCOMES.labels(posted.outcome).inc()
         counts = {o: sum(s.outcome == o for s in settled) for o in ("applied", "changed", "left")}
         return ", ".join(f"{n} suggestion(s) {o}" for o, n in counts.items() if n)

@@ -105,21 +105,47 @@ def judge(posted: PostedSuggestion, before: list[str] | None, after: list[str] |
 
 
 def settle(pending: list[PostedSuggestion], lines_at: Callable[[str, str], list[str] | None],
-           lines_later: Callable[[str, str, str], list[str] | None], head: str,
+           lines_later: Callable[[str, str, str], tuple[str, list[str]] | None], head: str,
            closed: bool) -> list[PostedSuggestion]:
-    """The pending suggestions whose outcome `head` decides (every one, once the pull request is
-    closed: those still as they were are left). `lines_at(path, ref)` reads a file;
-    `lines_later(path, commit, head)` reads it at `head`, under the name a rename since `commit`
-    gave it."""
-    settled = []
+    """What `head` says of the pending suggestions that is new: those it settles (every one, once
+    the pull request is closed: those still as they were are left), and those still pending whose
+    lines now stand elsewhere (lines added above, cut and pasted, the file renamed), anchored
+    afresh at `head`, so that the next push is judged against where they are. `lines_at(path,
+    ref)` reads a file; `lines_later(path, commit, head)` its name and lines at `head`, under the
+    name a rename since `commit` gave it."""
+    updates = []
     for posted in pending:
-        before, after = lines_at(posted.path, posted.commit), lines_later(posted.path, posted.commit, head)
+        before, later = lines_at(posted.path, posted.commit), lines_later(posted.path, posted.commit, head)
+        after = later[1] if later else None
         outcome = judge(posted, before, after)
         if outcome == "pending" and closed:
             outcome = "left"
         if outcome != "pending":
-            settled.append(posted.settled(outcome, before, after))
-    return settled
+            updates.append(posted.settled(outcome, before, after))
+            continue
+        assert before is not None and later is not None  # a file gone is judged changed
+        start, end = standing(before, after, posted.start - 1, posted.end)
+        anchored = replace(posted, commit=head, path=later[0], start=start + 1, end=end)
+        if (anchored.path, anchored.start, anchored.end) != (posted.path, posted.start, posted.end):
+            updates.append(anchored)
+    return updates
+
+
+def standing(before: list[str], after: list[str], start: int, end: int) -> tuple[int, int]:
+    """Where lines [start, end) of `before`, standing as they were (a pending suggestion's), are
+    in `after`: where the diff keeps them, or where they were pasted."""
+    ops = line_opcodes(before, after)
+    block = [line.rstrip() for line in before[start:end]]
+    pasted = sorted(j for tag, _, _, j1, j2 in ops if tag != "equal" for j in range(j1, j2))
+    if moved_elsewhere(before, after, ops, start, end):
+        for at in pasted:
+            if [line.rstrip() for line in after[at:at + len(block)]] == block:
+                return at, at + len(block)
+    kept = {i: j1 + i - i1 for tag, i1, i2, j1, _ in ops if tag == "equal" for i in (start, end - 1)
+            if i1 <= i < i2}
+    if start in kept and end - 1 in kept:
+        return kept[start], kept[end - 1] + 1
+    return follow(ops, start, end)
 
 
 def distinct(suggestions: list[PostedSuggestion]) -> list[PostedSuggestion]:
