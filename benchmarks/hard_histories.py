@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from revisor.bot.jobs import SQLiteJobStore
+from revisor.training.datasets import load_dataset
 from tests.github_server import FakeGitHub, PullRequest, ServerThread, create_github_app, git, new_app_key
 from tests.repo_history import APP_ID, INSTALLATION, REPO, comment, commit
 from tests.shop_pull import SHOP, shop_pull
@@ -256,7 +257,8 @@ def long_history(root: Path) -> History:
     return History("252 commits, and a commit of 3,001 files", repo, [pull(shas, base, [
         comment(1, 1, "app/rates.py", 4, "spaces around =", first, WRITTEN),
         comment(1, 2, "app/fees.py", 4, "spaces around =", first, WRITTEN)])],
-        pairs={1: (hunk(rates, 4, 4), hunk(spaced_rates, 4, 4)), 2: (hunk(fees, 4, 4), hunk(spaced_fees, 4, 4))})
+        pairs={1: (hunk(rates, 4, 4), hunk(spaced_rates, 4, 4)),
+               2: (hunk(fees, 4, 4), hunk(spaced_fees, 4, 4))})
 
 
 MINING = (answered, drafted_on_an_older_head, merged_base, moved, copied, renamed, force_pushed,
@@ -270,12 +272,9 @@ def mine_cli(url: str, output: Path) -> subprocess.Popen:
 
 
 def mined(output: Path) -> dict[int, tuple[str, str]]:
-    records = [json.loads(line) for line in output.read_text().splitlines()] if output.exists() else []
-    pairs = {}
-    for record in records:
-        old, new = ("\n".join(line[1:] for line in record[side].split("\n")) for side in ("old", "new"))
-        pairs[record["source"]["comment_id"]] = (old, new)
-    return pairs
+    """Comment id -> the pair's code before and after, as `revisor train` reads them."""
+    examples = load_dataset(output).examples if output.exists() else []
+    return {int(e.id.rsplit("/", 1)[1]): (e.code_before, e.code_after) for e in examples}
 
 
 def finish(process: subprocess.Popen) -> str:
@@ -338,13 +337,13 @@ def mining_row(build: Callable[[Path], History], root: Path, rng: random.Random,
             else:
                 results.append(run_straight(history, url, output))
     (pairs, skipped), (resumed, kill_count) = results
-    expected = straight.pairs
-    wrong_pairs = sum(1 for k, v in pairs.items() if expected.get(k) != v)
-    wrong_skips = sum((skipped - Counter(straight.skips.values())).values())
-    missed_skips = sum((Counter(straight.skips.values()) - skipped).values())
+    expected, reasons = straight.pairs, Counter(straight.skips.values())
+    right_pairs = sum(1 for k, v in pairs.items() if expected.get(k) == v)
+    missed_skips = sum((reasons - skipped).values())
     return {"history": straight.name, "expected": len(expected) + len(straight.skips),
-            "found": sum(1 for k, v in pairs.items() if expected.get(k) == v) + len(straight.skips) - missed_skips,
-            "wrong": wrong_pairs + wrong_skips, "missed": sum(1 for k in expected if k not in pairs) + missed_skips,
+            "found": right_pairs + len(straight.skips) - missed_skips,
+            "wrong": len(pairs) - right_pairs + sum((skipped - reasons).values()),
+            "missed": sum(1 for k in expected if k not in pairs) + missed_skips,
             "killed": kill_count, "resumed the same": resumed == pairs}
 
 
@@ -458,9 +457,10 @@ def main() -> None:
         outcomes = [outcome_row(case, root / f"outcome-{n}") for n, case in enumerate(OUTCOMES)]
     print(table(mining, ["history", "expected", "found", "wrong", "missed", "killed", "resumed the same"]))
     totals = {k: sum(row[k] for row in mining) for k in ("expected", "found", "wrong", "missed")}
+    same = sum(row["resumed the same"] for row in mining)
     print(f"\nmining: {len(mining)} histories, {totals['expected']} expected, {totals['found']} found, "
-          f"{totals['wrong']} wrong, {totals['missed']} missed; "
-          f"{sum(row['resumed the same'] for row in mining)} of {len(mining)} the same when killed and resumed\n")
+          f"{totals['wrong']} wrong, {totals['missed']} missed; {same} of {len(mining)} the same when "
+          "killed and resumed\n")
     print(table(outcomes, ["case", "expected", "counted", "posted", "right"]))
     print(f"\noutcomes: {sum(row['right'] for row in outcomes)} of {len(outcomes)} counted as stated "
           f"({time.perf_counter() - started:.0f} s)")

@@ -408,8 +408,9 @@ class RedisJobStore:
 
     @property
     def consumer(self) -> str:
-        """One consumer per worker thread: the lease is the pair (entry, consumer), so a thread
-        whose lease ran out cannot settle the job another thread of its process took over."""
+        """One consumer per worker thread: the lease is the pair (entry, consumer), its token
+        "ENTRY CONSUMER", so a thread whose lease ran out cannot settle the job another thread of
+        its process took over."""
         return f"{self._process}-{threading.get_ident()}"
 
     def enqueue(self, delivery_id: str, event: str, payload: bytes) -> bool:
@@ -434,11 +435,13 @@ class RedisJobStore:
             if attempts <= MAX_ATTEMPTS:
                 self.redis.hset(STATUS, delivery, "running")
                 return Job(delivery, fields[b"event"].decode(), json.loads(fields[b"payload"]), attempts,
-                           entry.decode())
-            self._finish(delivery, entry, "failed", "its worker stopped before finishing on every attempt")
+                           f"{entry.decode()} {self.consumer}")
+            self._finish(delivery, entry.decode(), self.consumer, "failed",
+                         "its worker stopped before finishing on every attempt")
 
     def extend(self, job: Job, lease_seconds: float) -> None:
-        self._extend(keys=[STREAM], args=[GROUP, job.lease, self.consumer])
+        entry, consumer = job.lease.split(" ", 1)  # the claimer's, whichever thread beats for it
+        self._extend(keys=[STREAM], args=[GROUP, entry, consumer])
 
     def finish(self, job: Job, error: str | None = None, retry: bool = True, delay: float = 0.0) -> None:
         if error is None:
@@ -446,13 +449,13 @@ class RedisJobStore:
         else:
             attempts = int(self.redis.hget(ATTEMPTS, job.delivery_id) or 0)
             outcome = "failed" if attempts >= MAX_ATTEMPTS or not retry else "retry"
-        self._finish(job.delivery_id, job.lease.encode(), outcome, error or "", time.time() + delay)
+        self._finish(job.delivery_id, *job.lease.split(" ", 1), outcome, error or "", time.time() + delay)
 
-    def _finish(self, delivery_id: str, entry: bytes, outcome: str, error: str,
+    def _finish(self, delivery_id: str, entry: str, consumer: str, outcome: str, error: str,
                 not_before: float = 0.0) -> None:
-        """Settle the job if this consumer holds its stream entry (the lease token)."""
+        """Settle the job if `consumer` still holds its stream entry."""
         self._settle(keys=[STREAM, STATUS, COUNTS, ERRORS, DELAYED, DELAYED_JOBS, FAILED_JOBS, FINISHED],
-                     args=[GROUP, entry, self.consumer, delivery_id, outcome, error, not_before, time.time()])
+                     args=[GROUP, entry, consumer, delivery_id, outcome, error, not_before, time.time()])
 
     def counts(self) -> dict[str, int]:
         running = self.redis.xpending(STREAM, GROUP)["pending"]
