@@ -111,6 +111,22 @@ def test_mine_resumes_after_a_kill_with_no_pair_lost_or_doubled(history, tmp_pat
     assert sorted(ids) == sorted(f"{REPO}#{n}" for n in ("1/101", "1/102", "1/109", "2/201"))
 
 
+def test_a_run_killed_before_its_first_pull_request_is_done_resumes(history, tmp_path):
+    gh, url, _, _ = history
+    output = tmp_path / "pairs.jsonl"
+    gh.slow_paths[f"/repos/{REPO}/pulls"] = 30  # killed while the pull requests are listed
+    process = run_mine(url, output, wait=False)
+    deadline = time.monotonic() + 60
+    while not output.exists():
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    gh.slow_paths.clear()
+    result = run_mine(url, output)
+    assert result.returncode == 0 and "4 pair(s) in" in result.stdout, result.stderr
+
+
 def test_mine_waits_out_primary_and_secondary_rate_limits(history, tmp_path):
     """As the App: its installation on the repository is looked up. Each limit is answered once:
     a client that retried before the reset or the Retry-After would be refused again."""

@@ -241,6 +241,7 @@ def mine(repo: Repository, run: MiningRun, since: datetime | None = None, limit:
          on_pull: Callable[[MiningRun], None] = lambda run: None) -> MiningRun:
     """Append the pairs of `repo`'s pull requests to the run's output, skipping those done."""
     run.output.parent.mkdir(parents=True, exist_ok=True)
+    run.save()  # before the output exists: an output without its state is not a run's
     with run.output.open("a", encoding="utf-8") as out:
         for pull in pulls_to_mine(repo, since, limit):
             if pull.number in run.pulls_done:
