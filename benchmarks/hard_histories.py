@@ -423,6 +423,7 @@ OUTCOMES = (
 
 
 def outcome_row(case: OutcomeCase, root: Path) -> dict:
+    root.mkdir(parents=True)
     database = root / "jobs.db"
     with shop_pull(root, SQLiteJobStore(database)) as shop:
         shop.ask(301, 4, 4, "/revise use +=")
@@ -454,13 +455,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
         mining = [mining_row(build, root / build.__name__, rng, args.kills) for build in MINING]
+        columns = ["history", "expected", "found", "wrong", "missed", "killed", "resumed the same"]
+        print(table(mining, columns))
+        totals = {k: sum(row[k] for row in mining) for k in ("expected", "found", "wrong", "missed")}
+        same = sum(row["resumed the same"] for row in mining)
+        print(f"\nmining: {len(mining)} histories, {totals['expected']} expected, {totals['found']} found, "
+              f"{totals['wrong']} wrong, {totals['missed']} missed; {same} of {len(mining)} the same when "
+              "killed and resumed\n", flush=True)
         outcomes = [outcome_row(case, root / f"outcome-{n}") for n, case in enumerate(OUTCOMES)]
-    print(table(mining, ["history", "expected", "found", "wrong", "missed", "killed", "resumed the same"]))
-    totals = {k: sum(row[k] for row in mining) for k in ("expected", "found", "wrong", "missed")}
-    same = sum(row["resumed the same"] for row in mining)
-    print(f"\nmining: {len(mining)} histories, {totals['expected']} expected, {totals['found']} found, "
-          f"{totals['wrong']} wrong, {totals['missed']} missed; {same} of {len(mining)} the same when "
-          "killed and resumed\n")
     print(table(outcomes, ["case", "expected", "counted", "posted", "right"]))
     print(f"\noutcomes: {sum(row['right'] for row in outcomes)} of {len(outcomes)} counted as stated "
           f"({time.perf_counter() - started:.0f} s)")

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from revisor.bot.diff import line_opcodes, moved_elsewhere, pair_texts
+from revisor.bot.diff import kept, line_opcodes, moved_elsewhere, pair_texts
 from revisor.bot.mining import MiningRun, mine, reaches
 from revisor.model.errors import RevisorError
 from revisor.training.datasets import load_dataset
@@ -214,7 +214,8 @@ def test_lines_added_beside_the_commented_ones_answer_only_at_their_depth():
     assert answers(check)  # "add a check after this": among the lines
     assert answers([*before[:3], "    log(data)", *before[3:]])  # right below, in the same block
     below = [*before[:3], "", "", "def unrelated():", "    return 1", *before[3:]]
-    assert not answers(below)  # a new function right below is other work
+    assert not answers(below)  # a new function right below is other work...
+    assert kept(line_opcodes(before, below), 1, 3) == (1, 3)  # ...and the lines are followed alone
     assert not answers([*before[:5], "import os", *before[5:]])  # further away
     assert answers([before[0], "    data = read_json(path)", *before[2:]])  # rewritten
     assert answers([before[0], *before[2:]])  # deleted

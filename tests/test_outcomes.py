@@ -174,6 +174,12 @@ def test_a_pending_suggestion_follows_its_lines_and_is_judged_where_they_are():
     assert applied.outcome == "applied"
     assert judge(posted, files[("a.py", "c1")], files[("b.py", "h2")]) == "changed"  # judged from afar
 
+    files[("a.py", "h4")] = [*first[:2], "    log(x)", *first[2:]]  # a line beside, nothing above
+    files[("a.py", "h5")] = [line.replace("x = 1", "x = 10") for line in files[("a.py", "h4")]]
+    [beside] = settle([posted], lines_at, lines_later, "h4", closed=False)
+    assert (beside.commit, beside.start, beside.end) == ("h4", 2, 2)
+    assert [p.outcome for p in settle([beside], lines_at, lines_later, "h5", closed=False)] == ["applied"]
+
     [moved] = settle([posted], lines_at, lines_later, "h3", closed=False)
     assert (moved.outcome, moved.path, moved.start, moved.end) == ("pending", "b.py", 8, 8)
     assert settle([moved], lines_at, lines_later, "h3", closed=False) == []  # nothing new at h3

@@ -144,6 +144,14 @@ def touched(ops: Opcodes, start: int, end: int) -> bool:
                for tag, i1, i2, _, _ in ops)
 
 
+def kept(ops: Opcodes, start: int, end: int) -> tuple[int, int] | None:
+    """Where lines [start, end) of the old text are in the new, if the diff kept both ends as they
+    were (lines added beside them stay outside); None if it changed either."""
+    place = {i: j1 + i - i1 for tag, i1, i2, j1, _ in ops if tag == "equal" for i in (start, end - 1)
+             if i1 <= i < i2}
+    return (place[start], place[end - 1] + 1) if start in place and end - 1 in place else None
+
+
 def follow(ops: Opcodes, start: int, end: int) -> tuple[int, int]:
     """Where lines [start, end) of the old text are in the new. A boundary inside a changed block
     widens to the whole block, so the span keeps every line a change touched."""

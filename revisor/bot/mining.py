@@ -26,7 +26,7 @@ from github.PullRequest import PullRequest
 from github.PullRequestComment import PullRequestComment
 from github.Repository import Repository
 
-from revisor.bot.diff import Opcodes, follow, line_opcodes, moved_elsewhere, pair_texts
+from revisor.bot.diff import Opcodes, follow, kept, line_opcodes, moved_elsewhere, pair_texts
 from revisor.bot.github import file_lines
 from revisor.model.errors import RevisorError
 from revisor.model.languages import language_of_path
@@ -158,7 +158,7 @@ def mine_comment(history: PullHistory, pull: PullRequest, comment: PullRequestCo
                 "repo": history.repo.full_name, "pull": pull.number, "comment_id": comment.id,
                 "url": comment.html_url, "path": comment.path, "path_after": new_path,
                 "lines": [first, comment.original_line], "commit_before": commit, "commit_after": later}}
-        region = follow(ops, *region)  # other lines changed: go on
+        region = kept(ops, *region) or follow(ops, *region)  # other lines changed: go on
         path, before = new_path, after
     return "never followed by a change"
 

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 
-from revisor.bot.diff import follow, line_opcodes, moved_elsewhere, pair_texts, touched
+from revisor.bot.diff import follow, kept, line_opcodes, moved_elsewhere, pair_texts, touched
 from revisor.model.languages import language_of_path
 from revisor.model.schema import Example
 from revisor.training.datasets import codereviewer_record
@@ -108,11 +108,11 @@ def settle(pending: list[PostedSuggestion], lines_at: Callable[[str, str], list[
            lines_later: Callable[[str, str, str], tuple[str, list[str]] | None], head: str,
            closed: bool) -> list[PostedSuggestion]:
     """What `head` says of the pending suggestions that is new: those it settles (every one, once
-    the pull request is closed: those still as they were are left), and those still pending whose
-    lines now stand elsewhere (lines added above, cut and pasted, the file renamed), anchored
-    afresh at `head`, so that the next push is judged against where they are. `lines_at(path,
-    ref)` reads a file; `lines_later(path, commit, head)` its name and lines at `head`, under the
-    name a rename since `commit` gave it."""
+    the pull request is closed: those still as they were are left), and those still pending in a
+    file that changed (lines added above or beside them, cut and pasted, the file renamed),
+    anchored afresh at `head`, so that the next push is judged against the lines as they stand.
+    `lines_at(path, ref)` reads a file; `lines_later(path, commit, head)` its name and lines at
+    `head`, under the name a rename since `commit` gave it."""
     updates = []
     for posted in pending:
         before, later = lines_at(posted.path, posted.commit), lines_later(posted.path, posted.commit, head)
@@ -125,9 +125,8 @@ def settle(pending: list[PostedSuggestion], lines_at: Callable[[str, str], list[
             continue
         assert before is not None and later is not None  # a file gone is judged changed
         start, end = standing(before, after, posted.start - 1, posted.end)
-        anchored = replace(posted, commit=head, path=later[0], start=start + 1, end=end)
-        if (anchored.path, anchored.start, anchored.end) != (posted.path, posted.start, posted.end):
-            updates.append(anchored)
+        if later != (posted.path, before):  # the file changed: judge the next push from here
+            updates.append(replace(posted, commit=head, path=later[0], start=start + 1, end=end))
     return updates
 
 
@@ -141,11 +140,7 @@ def standing(before: list[str], after: list[str], start: int, end: int) -> tuple
         for at in pasted:
             if [line.rstrip() for line in after[at:at + len(block)]] == block:
                 return at, at + len(block)
-    kept = {i: j1 + i - i1 for tag, i1, i2, j1, _ in ops if tag == "equal" for i in (start, end - 1)
-            if i1 <= i < i2}
-    if start in kept and end - 1 in kept:
-        return kept[start], kept[end - 1] + 1
-    return follow(ops, start, end)
+    return kept(ops, start, end) or follow(ops, start, end)
 
 
 def distinct(suggestions: list[PostedSuggestion]) -> list[PostedSuggestion]:
