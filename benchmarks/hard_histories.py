@@ -299,14 +299,14 @@ def run_killed(history: History, gh: FakeGitHub, url: str, output: Path, rng: ra
                kills: int) -> tuple[dict, int]:
     """Mined with every request slowed, killed at random points and resumed until a run ends; the
     pairs and how many runs were killed."""
-    gh.slow_paths[""] = 0.02
+    gh.slow_paths[""] = 0.1
     killed = 0
     try:
         for attempt in range(kills + 1):
             process = mine_cli(url, output)
             if attempt < kills:
                 try:
-                    process.wait(timeout=rng.uniform(0.3, 4.0))
+                    process.wait(timeout=rng.uniform(0.2, 1.5))
                 except subprocess.TimeoutExpired:
                     process.send_signal(signal.SIGKILL)
                     process.wait()
@@ -435,8 +435,12 @@ def outcome_row(case: OutcomeCase, root: Path) -> dict:
         raise SystemExit(f"revisor report failed: {report.stderr.strip()}")
     [row] = json.loads(report.stdout)["repository"]
     counted = {k: row[k] for k in NONE}
-    return {"case": case.name, "expected": case.expected, "counted": counted, "posted": row["posted"],
-            "right": counted == case.expected and row["posted"] == 1}
+
+    def said(counts: dict[str, int]) -> str:
+        return ", ".join(f"{outcome} {n}" for outcome, n in counts.items() if n)
+
+    return {"case": case.name, "expected": said(case.expected), "counted": said(counted),
+            "posted": row["posted"], "right": counted == case.expected and row["posted"] == 1}
 
 
 def table(rows: list[dict], columns: list[str]) -> str:
