@@ -49,9 +49,15 @@ class PullHistory:
     def __post_init__(self) -> None:
         self.lines_at = lru_cache(maxsize=64)(self._lines_at)
         self.commit = lru_cache(maxsize=256)(self.repo.get_commit)
+        self.diff = lru_cache(maxsize=64)(self._diff)
 
     def _lines_at(self, sha: str, path: str) -> list[str] | None:
         return file_lines(self.repo, path, sha)
+
+    def _diff(self, earlier: tuple[str, str], later: tuple[str, str]) -> Opcodes:
+        """The line diff from a file at one commit to a file at another, each (sha, path): computed
+        once for all the comments on that file."""
+        return line_opcodes(self.lines_at(*earlier) or [], self.lines_at(*later) or [])
 
     def files_of(self, sha: str) -> dict[str, tuple[str, str]]:
         """What commit `sha` did to each file GitHub lists for it: old name -> (status, new name). A
@@ -131,7 +137,7 @@ def mine_comment(history: PullHistory, pull: PullRequest, comment: PullRequestCo
     if not 1 <= first <= comment.original_line <= len(seen):
         return "outdated (its lines are not in the file)"
     region = (first - 1, comment.original_line)
-    path, before = comment.path, seen
+    path, before, at = comment.path, seen, commit
     for later in history.commits[history.commits.index(commit) + 1:]:
         status, new_path = history.change_to(later, path, before)
         if status == "unchanged":
@@ -139,7 +145,7 @@ def mine_comment(history: PullHistory, pull: PullRequest, comment: PullRequestCo
         if status == "removed":
             return "file deleted before its lines changed"
         after = history.lines_at(later, new_path) or []
-        ops = line_opcodes(before, after)
+        ops = history.diff((at, path), (later, new_path))
         if reaches(ops, before, after, *region):
             if reason := history.not_an_answer(later, comment):
                 return reason
@@ -159,7 +165,7 @@ def mine_comment(history: PullHistory, pull: PullRequest, comment: PullRequestCo
                 "url": comment.html_url, "path": comment.path, "path_after": new_path,
                 "lines": [first, comment.original_line], "commit_before": commit, "commit_after": later}}
         region = kept(ops, *region) or follow(ops, *region)  # other lines changed: go on
-        path, before = new_path, after
+        path, before, at = new_path, after, later
     return "never followed by a change"
 
 
