@@ -80,7 +80,6 @@ class PostedSuggestion:
                        code_after=code_after)
 
 
-
 def judge(posted: PostedSuggestion, before: list[str] | None, after: list[str] | None) -> str:
     """`posted`'s outcome from its file at the commit it was posted on and at a later head
     (None: no such file there): applied when the lines where the commented ones were are now
