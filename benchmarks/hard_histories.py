@@ -44,7 +44,8 @@ ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "ghp_" + "h" * 36
 WRITTEN = "2026-01-01T00:00:00Z"
 """When the comments were written: before the commits that answer them, which are made now."""
-REDIRECT = {"GITHUB_TOKEN": TOKEN, "GITHUB_APP_ID": "", "REVISOR_DATABASE": ""}
+MINER_ENV = {"GITHUB_TOKEN": TOKEN, "GITHUB_APP_ID": ""}
+"""`revisor mine` reads the GitHub-like server with this token, never an App's credentials."""
 
 
 @dataclass
@@ -267,7 +268,7 @@ MINING = (answered, drafted_on_an_older_head, merged_base, moved, copied, rename
 
 def mine_cli(url: str, output: Path) -> subprocess.Popen:
     command = [sys.executable, "-m", "revisor", "mine", "--repo", REPO, "--output", str(output)]
-    return subprocess.Popen(command, cwd=ROOT, env={**os.environ, "GITHUB_API_URL": url, **REDIRECT},
+    return subprocess.Popen(command, cwd=ROOT, env={**os.environ, "GITHUB_API_URL": url, **MINER_ENV},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -454,6 +455,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="Where the kills fall.")
     parser.add_argument("--kills", type=int, default=3, help="Kills at most, per history.")
     args = parser.parse_args()
+    if args.kills < 0:
+        parser.error("--kills must be 0 or more")
     rng = random.Random(args.seed)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as scratch:

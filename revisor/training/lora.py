@@ -82,10 +82,13 @@ def training_template(examples: list[Example], shots: int) -> FineTunedFormat:
     if not shots:
         return FineTunedFormat()
     from revisor.model.embedded import revisor_home
+    from revisor.model.prompts import make_strategy
     from revisor.model.retrieval import BM25Retriever
 
     retriever = BM25Retriever(examples, revisor_home() / "index")
-    return FineTunedFormat(name="fine-tuned+retrieval", retriever=retriever, k=shots)
+    template = make_strategy("fine-tuned+retrieval", retriever=retriever, k=shots)
+    assert isinstance(template, FineTunedFormat)
+    return template
 
 
 def tokenize_example(tokenizer, template: FineTunedFormat, example: Example, max_length: int) -> dict | None:
