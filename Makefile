@@ -35,24 +35,40 @@ docs: setup
 	$(PY) -m revisor.bot.reference
 
 # Rebuild Revisor's default adapter (revisor/model/default_adapter) from ../shared/datasets: split (dev from
-# codereviewer/train.jsonl; pairs sharing code with the benchmark dropped), train (resumable: run
-# it again after an interruption), merge into the default model, calibrate for 30% precision with four
-# answers a record (fitted on the dev records and on the first 200 codereviewer/train records too
-# long to train on, thresholded on dev).
+# codereviewer/train.jsonl; pairs sharing code with the benchmark dropped), train on the pairs that
+# fit 256 tokens, then train that adapter further on the longer ones that fit 512 (but for the 200
+# kept aside to calibrate), merge into the default model, calibrate for 30% precision with four
+# answers a record (fitted on the dev records and on those 200, thresholded on dev). Each step
+# leaves its file; run it again after an interruption and it goes on where it stopped.
 DATA ?= ../shared/datasets
 RUN ?= runs/default-adapter
-adapter: setup
-	$(VENV)/bin/revisor data split $(DATA)/codereviewer/train.jsonl $(DATA)/codereview-new/validation.jsonl \
+REVISOR := $(VENV)/bin/revisor
+
+$(RUN)/split/train.jsonl: | setup
+	$(REVISOR) data split $(DATA)/codereviewer/train.jsonl $(DATA)/codereview-new/validation.jsonl \
 	  $(DATA)/codereview-new/test.jsonl --dev-from $(DATA)/codereviewer/train.jsonl --dev-size 300 \
 	  --exclude $(DATA)/codereviewer/test.jsonl --output $(RUN)/split
-	$(VENV)/bin/revisor train --data $(RUN)/split/train.jsonl --output $(RUN)/adapter --max-length 256 \
-	  --learning-rate 1e-3 --save-steps 10 --resume
-	cp $(RUN)/adapter/adapter_model.safetensors $(RUN)/adapter/adapter_config.json \
-	  $(RUN)/adapter/revisor_train.json revisor/model/default_adapter/
-	cp $(RUN)/split/split.json revisor/model/default_adapter/
-	$(VENV)/bin/revisor prepare-model
-	$(VENV)/bin/revisor data untrained $(RUN)/split/train.jsonl --max-length 256 \
+
+$(RUN)/adapter/revisor_train.json: $(RUN)/split/train.jsonl
+	$(REVISOR) train --data $< --output $(RUN)/adapter --max-length 256 --learning-rate 1e-3 \
+	  --save-steps 10 --resume
+
+# The records too long for the first pass, from the benchmark's pool (the first 200 are kept aside
+# for calibration), and from every pool (the second pass trains on them, but for those 200).
+$(RUN)/split/longer.jsonl: $(RUN)/adapter/revisor_train.json
+	$(REVISOR) data untrained $(RUN)/split/train.jsonl --max-length 256 \
 	  --from $(DATA)/codereviewer/train.jsonl --output $(RUN)/split/untrained.jsonl
 	head -n 200 $(RUN)/split/untrained.jsonl > $(RUN)/split/untrained-200.jsonl
-	$(VENV)/bin/revisor calibrate --dataset $(RUN)/split/dev.jsonl --fit-also $(RUN)/split/untrained-200.jsonl \
+	$(REVISOR) data untrained $(RUN)/split/train.jsonl --max-length 256 --output $(RUN)/split/untrained-all.jsonl
+	grep -vxFf $(RUN)/split/untrained-200.jsonl $(RUN)/split/untrained-all.jsonl > $@.tmp && mv $@.tmp $@
+
+$(RUN)/adapter-longer/revisor_train.json: $(RUN)/split/longer.jsonl
+	$(REVISOR) train --data $< --from-adapter $(RUN)/adapter --output $(RUN)/adapter-longer --max-length 512 \
+	  --learning-rate 5e-4 --save-steps 10 --resume
+
+adapter: $(RUN)/adapter-longer/revisor_train.json
+	cp $(RUN)/adapter-longer/adapter_model.safetensors $(RUN)/adapter-longer/adapter_config.json \
+	  $(RUN)/adapter-longer/revisor_train.json $(RUN)/split/split.json revisor/model/default_adapter/
+	$(REVISOR) prepare-model
+	$(REVISOR) calibrate --dataset $(RUN)/split/dev.jsonl --fit-also $(RUN)/split/untrained-200.jsonl \
 	  --samples 4 --target-precision 0.3 --output revisor/model/default_adapter/calibration.json

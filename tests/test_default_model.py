@@ -38,7 +38,9 @@ def test_the_shipped_adapter_is_what_its_metadata_says():
     assert calibration.figures["target_precision"] == 0.3
     assert calibration.figures["dataset"]["path"].endswith("dev.jsonl")
     assert calibration.figures["dataset"]["rows"] == split["dev"]
-    assert metadata["data"][0]["rows"] == split["train"]
+    first_pass = metadata["continued_from"]["metadata"]  # trained on the split, then further
+    assert first_pass["data"][0]["rows"] == split["train"] > metadata["data"][0]["rows"]
+    assert metadata["continued_from"]["adapter_sha256"] == first_pass["adapter_sha256"]
     for shipped in DEFAULT_ADAPTER.glob("*.json"):  # names a reader can follow, no machine's paths
         text = shipped.read_text()
         assert not re.search(r'"(/|~|[A-Za-z]:\\\\)', text), f"{shipped.name} records an absolute path"

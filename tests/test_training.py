@@ -109,6 +109,32 @@ def test_vllm_and_peft_give_the_same_adapted_outputs_unlike_the_base(adapter, ti
 
 
 @pytest.mark.slow
+def test_training_further_starts_from_the_adapters_weights_and_keeps_its_shape(adapter, tiny_split, tmp_path):
+    from safetensors.torch import load_file
+
+    further = tmp_path / "further"
+    result = revisor(*train_args(tiny_split / "small.jsonl", further, "--from-adapter", str(adapter),
+                                 "--max-steps", "1", "--learning-rate", "1e-9", "--rank", "32"))
+    assert result.returncode == 0, result.stderr.decode()[-3000:]
+    assert json.loads((further / "adapter_config.json").read_text())["r"] == 16  # its own, not --rank 32
+    before, after = (load_file(d / "adapter_model.safetensors") for d in (adapter, further))
+    assert before.keys() == after.keys()
+    lora_b = [name for name in before if "lora_B" in name]
+    assert any(before[name].abs().max() > 0 for name in lora_b)  # a new adapter's B starts at zero
+    assert all((before[name].float() - after[name].float()).abs().max() < 1e-3 for name in before)
+    meta = json.loads((further / "revisor_train.json").read_text())
+    earlier = json.loads((adapter / "revisor_train.json").read_text())
+    assert meta["continued_from"] == {"adapter_sha256": earlier["adapter_sha256"], "metadata": earlier}
+    assert meta["config"]["rank"] == 16 and meta["steps"] == 1
+    other = tmp_path / "OtherModel"
+    other.mkdir()
+    (other / "config.json").write_text("{}")
+    other_base = revisor(*train_args(tiny_split / "small.jsonl", tmp_path / "o", "--from-adapter",
+                                     str(adapter), "--model", str(other)))
+    assert_one_line_error(other_base, "was trained for SmolLM2-135M-Instruct")
+
+
+@pytest.mark.slow
 def test_interrupted_run_resumes_to_the_same_step_count(tiny_split, tmp_path):
     output = tmp_path / "resumed"
     command = [sys.executable, "-m", "revisor", *train_args(tiny_split / "small.jsonl", output)]

@@ -128,6 +128,9 @@ def calibrate(dataset, target_precision, output, limit, fit_also, answers, **mod
 @click.option("--shots", default=0, show_default=True, type=click.IntRange(0, 16),
               help="Put this many other training records, retrieved by BM25, before each record's "
                    "prompt: the adapter then answers with --strategy fine-tuned+retrieval and a --pool.")
+@click.option("--from-adapter", default=None, type=click.Path(file_okay=False, exists=True),
+              help="Train this adapter further (e.g. on pairs it skipped as too long, or for another "
+                   "epoch) instead of a new one; it keeps its rank, alpha, dropout, modules and method.")
 @click.option("--seed", default=42, show_default=True, type=int)
 @click.option("--save-steps", default=25, show_default=True, type=click.IntRange(1),
               help="Checkpoint every N optimizer steps.")
@@ -144,15 +147,19 @@ def train(data, output, model, eval_data, eval_limit, target_modules, **hyper) -
     launch -m revisor train ...`) with the same options.
     """
     from revisor.training.datasets import load_dataset, provenance
-    from revisor.training.lora import TrainConfig, check_output, held_out_exact_match
+    from revisor.training.lora import TrainConfig, adapter_shape, check_output, held_out_exact_match
     from revisor.training.lora import train as run_training
     from revisor.training.splits import refuse_benchmark
 
     for path in (*data, *([eval_data] if eval_data else [])):
         refuse_benchmark(path, "training")
-    config = TrainConfig(data=list(data), output=output, model=model, eval_data=eval_data,
-                         eval_limit=eval_limit, target_modules=target_modules.split(","), **hyper)
     base = resolve_model(model)
+    shape = {"target_modules": target_modules.split(",")}
+    if hyper["from_adapter"]:
+        shape = adapter_shape(hyper["from_adapter"], base)
+        hyper = {k: v for k, v in hyper.items() if k not in shape}
+    config = TrainConfig(data=list(data), output=output, model=model, eval_data=eval_data,
+                         eval_limit=eval_limit, **shape, **hyper)
     check_output(config, base)
     examples, sources = [], []
     for path in data:

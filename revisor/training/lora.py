@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from revisor.model.adapters import METADATA
+from revisor.model.adapters import METADATA, check_adapter
 from revisor.model.engines.vllm_local import VLLM_LORA_RANKS
 from revisor.model.errors import RevisorError
 from revisor.model.prompts import FineTunedFormat
@@ -47,6 +47,7 @@ class TrainConfig:
     grad_accum: int = 4
     max_length: int = 512
     shots: int = field(default=0, metadata={"help": "retrieved pairs before each record's prompt"})
+    from_adapter: str | None = field(default=None, metadata={"help": "an adapter to train further"})
     seed: int = 42
     save_steps: int = 25
     precision: str = field(default="auto", metadata={"help": "auto: bf16 on GPUs that support it, else fp32"})
@@ -173,16 +174,24 @@ def train(config: TrainConfig, base_model: str, train_examples: list[Example], s
     metadata: dict = {"revisor_version": revisor_version(), "base_model": model_name(config.model),
                       "data": sources, "config": readable_config(config), "shots": config.shots,
                       "too_long_skipped": too_long, "train_records": len(rows)}
+    if config.from_adapter:
+        metadata["continued_from"] = earlier_training(Path(config.from_adapter))
     if evaluate is not None and config.eval_data and main:
-        metadata["eval_exact_match_before"] = evaluate(None, template)
+        metadata["eval_exact_match_before"] = evaluate(
+            Path(config.from_adapter) if config.from_adapter else None, template)
 
     gpu_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     use_bf16 = config.precision == "bf16" or (config.precision == "auto" and gpu_bf16)
     # Weights stay fp32; with bf16 the Trainer computes under autocast (mixed precision).
     model = AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.float32)
-    model = get_peft_model(model, LoraConfig(
-        r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
-        target_modules=config.target_modules, use_dora=config.method == "dora", task_type="CAUSAL_LM"))
+    if config.from_adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, config.from_adapter, is_trainable=True)
+    else:
+        model = get_peft_model(model, LoraConfig(
+            r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
+            target_modules=config.target_modules, use_dora=config.method == "dora", task_type="CAUSAL_LM"))
     args = TrainingArguments(
         output_dir=str(output / "checkpoints"),
         num_train_epochs=config.epochs,
@@ -236,6 +245,22 @@ def train(config: TrainConfig, base_model: str, train_examples: list[Example], s
         metadata["eval_exact_match_after"] = evaluate(output, template)
     write_metadata(output, metadata)
     return metadata
+
+
+def adapter_shape(directory: str, base_model: str) -> dict:
+    """The rank, alpha, dropout, modules and method of an adapter trained for `base_model`: training
+    it further keeps them."""
+    config = check_adapter(directory, base_model)
+    return {"rank": config["r"], "alpha": config["lora_alpha"], "dropout": config.get("lora_dropout", 0.0),
+            "target_modules": sorted(config["target_modules"]),
+            "method": "dora" if config.get("use_dora") else "lora"}
+
+
+def earlier_training(directory: Path) -> dict:
+    """What the adapter being trained further was: its weights' digest and its own metadata."""
+    earlier = directory / METADATA
+    return {"adapter_sha256": file_digest(str(directory / ADAPTER_WEIGHTS)),
+            **({"metadata": json.loads(earlier.read_text())} if earlier.is_file() else {})}
 
 
 def model_name(given: str) -> str:
