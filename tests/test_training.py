@@ -113,15 +113,18 @@ def test_training_further_starts_from_the_adapters_weights_and_keeps_its_shape(a
     from safetensors.torch import load_file
 
     further = tmp_path / "further"
-    result = revisor(*train_args(tiny_split / "small.jsonl", further, "--from-adapter", str(adapter),
-                                 "--max-steps", "1", "--learning-rate", "1e-9", "--rank", "32"))
+    further_args = ("--from-adapter", str(adapter), "--max-steps", "1", "--learning-rate", "1e-9")
+    other_rank = revisor(*train_args(tiny_split / "small.jsonl", further, *further_args, "--rank", "32"))
+    assert_one_line_error(other_rank, "--rank 32: ")
+    result = revisor(*train_args(tiny_split / "small.jsonl", further, *further_args, "--rank", "16"))
     assert result.returncode == 0, result.stderr.decode()[-3000:]
-    assert json.loads((further / "adapter_config.json").read_text())["r"] == 16  # its own, not --rank 32
+    assert json.loads((further / "adapter_config.json").read_text())["r"] == 16
     before, after = (load_file(d / "adapter_model.safetensors") for d in (adapter, further))
     assert before.keys() == after.keys()
     lora_b = [name for name in before if "lora_B" in name]
-    assert any(before[name].abs().max() > 0 for name in lora_b)  # a new adapter's B starts at zero
-    assert all((before[name].float() - after[name].float()).abs().max() < 1e-3 for name in before)
+    assert all(before[name].abs().max() > 1e-4 for name in lora_b)  # a new adapter's B starts at zero
+    for name in before:  # one step at a learning rate of 1e-9 leaves them where they were
+        assert (before[name].float() - after[name].float()).abs().max() < 1e-6, name
     meta = json.loads((further / "revisor_train.json").read_text())
     earlier = json.loads((adapter / "revisor_train.json").read_text())
     assert meta["continued_from"] == {"adapter_sha256": earlier["adapter_sha256"], "metadata": earlier}

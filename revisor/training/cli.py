@@ -7,6 +7,7 @@ import functools
 import json
 
 import click
+from click.core import ParameterSource
 
 from revisor.model.compose import build_reviser, chosen_model
 from revisor.model.embedded import EMBEDDED_BASE, resolve_model
@@ -130,7 +131,8 @@ def calibrate(dataset, target_precision, output, limit, fit_also, answers, **mod
                    "prompt: the adapter then answers with --strategy fine-tuned+retrieval and a --pool.")
 @click.option("--from-adapter", default=None, type=click.Path(file_okay=False, exists=True),
               help="Train this adapter further (e.g. on pairs it skipped as too long, or for another "
-                   "epoch) instead of a new one; it keeps its rank, alpha, dropout, modules and method.")
+                   "epoch) instead of a new one; it keeps its rank, alpha, dropout, modules and method "
+                   "(those options, if given, must match it).")
 @click.option("--seed", default=42, show_default=True, type=int)
 @click.option("--save-steps", default=25, show_default=True, type=click.IntRange(1),
               help="Checkpoint every N optimizer steps.")
@@ -156,7 +158,15 @@ def train(data, output, model, eval_data, eval_limit, target_modules, **hyper) -
     base = resolve_model(model)
     shape = {"target_modules": target_modules.split(",")}
     if hyper["from_adapter"]:
+        given = {**hyper, "target_modules": sorted(shape["target_modules"])}
         shape = adapter_shape(hyper["from_adapter"], base)
+        context = click.get_current_context()
+        for name, value in shape.items():
+            source = context.get_parameter_source(name)
+            if source is not ParameterSource.DEFAULT and given[name] != value:
+                option = "--" + name.replace("_", "-")
+                raise RevisorError(f"{option} {given[name]}: {hyper['from_adapter']} has "
+                                   f"{value}, which training it further keeps; drop {option}")
         hyper = {k: v for k, v in hyper.items() if k not in shape}
     config = TrainConfig(data=list(data), output=output, model=model, eval_data=eval_data,
                          eval_limit=eval_limit, **shape, **hyper)
