@@ -102,3 +102,4 @@ def test_bench_reports_precision_against_coverage_at_the_threshold(tmp_path):
     assert all(0 < r["confidence"] <= 1 for r in mine_rows if "held_back" not in r)
     assert all(r["confidence"] is None and not r["exact_match"] for r in mine_rows if "held_back" in r)
     assert "## Precision against coverage" in table and "| revisor/zero-shot | 0.500 |" in table
+    assert f"| 100.0% ({exact} of {exact}) | {confidence['precision_interval'][0]:.1%}–100.0% |" in table

@@ -21,6 +21,7 @@ from revisor.training.metrics import (
     precision_at_coverage,
     reliability,
     threshold_for,
+    wilson_interval,
 )
 from revisor.training.splits import split_pools
 from tests.conftest import shared_path
@@ -98,13 +99,28 @@ def test_the_curve_ends_at_full_coverage_exact_match_and_falls_past_wrong_answer
     assert curve[0] == {"threshold": 0.9, "coverage": pytest.approx(1 / 7), "precision": 1.0}
     # Lowering the threshold past a wrong answer (0.2) never raises precision.
     assert curve[3]["precision"] < curve[2]["precision"]
-    assert at_threshold(confidences, correct, 0.5) == {"threshold": 0.5, "coverage": pytest.approx(4 / 7),
-                                                        "precision": 0.75}
+    posted = at_threshold(confidences, correct, 0.5)
+    assert posted | {"precision_interval": None} == {
+        "threshold": 0.5, "coverage": pytest.approx(4 / 7), "precision": 0.75, "posted": 4, "exact": 3,
+        "precision_interval": None}
+    low, high = posted["precision_interval"]
+    assert low < 0.75 < high and high - low > 0.5  # three of four says little
     assert at_threshold(confidences, correct, 0.0)["coverage"] == pytest.approx(5 / 7)  # revisions only
     assert threshold_for(curve, 0.75)["threshold"] == 0.5
     assert threshold_for(curve, 1.01) is None
     assert precision_at_coverage(confidences, correct, 1 / 7) == 1.0
     assert precision_at_coverage(confidences, correct, 1.0) == pytest.approx(4 / 7)
+
+
+def test_the_precision_interval_is_wilsons_and_narrows_with_more_suggestions():
+    # Reference values: the Wilson score interval at 95% (Newcombe 1998, table I; Brown, Cai and
+    # DasGupta 2001).
+    assert wilson_interval(5, 10) == (pytest.approx(0.2366, abs=1e-4), pytest.approx(0.7634, abs=1e-4))
+    assert wilson_interval(0, 10) == (0.0, pytest.approx(0.2775, abs=1e-4))
+    assert wilson_interval(10, 10) == (pytest.approx(0.7225, abs=1e-4), 1.0)
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    small, large = wilson_interval(13, 43), wilson_interval(130, 430)
+    assert small[1] - small[0] > 2.5 * (large[1] - large[0])
 
 
 def test_calibrate_and_training_refuse_the_benchmark_under_any_name(tmp_path):
@@ -167,6 +183,10 @@ def test_calibrate_fits_on_dev_answers_and_chooses_the_threshold_for_the_target(
     assert f["reached"] and f["precision"] >= 0.6 and 0 < f["coverage"] < len(right) / 120 + 0.1
     assert 0 < calibration.threshold < 1 and f["ece"] < 0.15
     assert "| 100% |" in report and f"Threshold {calibration.threshold:.3f}" in report
+    assert f["posted"] == round(f["coverage"] * 120) and f["exact"] == round(f["precision"] * f["posted"])
+    low, high = f["precision_interval"]
+    assert f"({f['exact']} of {f['posted']} exact)" in report
+    assert f"between {low:.0%} and {high:.0%}" in report
     assert engine.closed
 
     def no_model():

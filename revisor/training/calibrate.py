@@ -204,8 +204,9 @@ def calibrate(features: list[Features | None], correct: list[bool], target_preci
         **about, "records": len(features), "revised": sum(v is not None for v in features),
         "fitted_on": len(rows), "exact_match": sum(correct) / len(features),
         "target_precision": target_precision, "coverage": posted["coverage"],
-        "precision": posted["precision"], "reached": chosen is not None, "ece": quality["ece"],
-        "brier": quality["brier"],
+        "precision": posted["precision"], "posted": posted["posted"], "exact": posted["exact"],
+        "precision_interval": posted["precision_interval"], "reached": chosen is not None,
+        "ece": quality["ece"], "brier": quality["brier"],
     }
     return replace(fitted, threshold=threshold, figures=figures), confidences, quality
 
@@ -233,13 +234,17 @@ def report(calibration: Calibration, confidences: list[float | None], correct: l
         f"Expected calibration error {quality['ece']:.3f}, Brier score {quality['brier']:.3f}.",
         "",
     ]
+    low, high = f["precision_interval"]
+    measured = (f"precision {f['precision']:.1%} ({f['exact']} of {f['posted']} exact) at coverage "
+                f"{f['coverage']:.1%}")
     if f["reached"]:
         lines.append(f"Threshold {calibration.threshold:.3f} reaches the target precision "
-                     f"{f['target_precision']:.0%}: precision {f['precision']:.1%} at coverage "
-                     f"{f['coverage']:.1%}.")
+                     f"{f['target_precision']:.0%}: {measured}.")
     else:
         lines.append(f"No threshold reaches precision {f['target_precision']:.0%} on this split: threshold "
                      f"{calibration.threshold:.3f} is the most precise that covers {MIN_COVERAGE:.0%} or "
-                     f"more, precision {f['precision']:.1%} at coverage {f['coverage']:.1%}.")
+                     f"more, {measured}.")
+    lines.append(f"On records like these, the precision at this threshold lies between {low:.0%} and "
+                 f"{high:.0%} (95% interval, from {f['posted']} suggestions); more dev records narrow it.")
     lines.append(f"Wrote {output}.")
     return "\n".join(lines) + "\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -61,10 +62,24 @@ def coverage_curve(confidences: Sequence[float | None], correct: Sequence[bool])
 
 def at_threshold(confidences: Sequence[float | None], correct: Sequence[bool], threshold: float) -> dict:
     """What a threshold posts: the fraction of all rows with a revision at least that confident
-    (coverage) and the Exact Match among them (precision)."""
+    (coverage), the Exact Match among them (precision), how many that is, and the 95% interval
+    of that precision."""
     posted = [ok for c, ok in zip(confidences, correct, strict=True) if c is not None and c >= threshold]
     return {"threshold": threshold, "coverage": len(posted) / len(correct),
-            "precision": sum(posted) / len(posted) if posted else 0.0}
+            "precision": sum(posted) / len(posted) if posted else 0.0,
+            "posted": len(posted), "exact": sum(posted),
+            "precision_interval": wilson_interval(sum(posted), len(posted))}
+
+
+def wilson_interval(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of a proportion (95% by default): how far the precision measured
+    on `n` suggestions may be from the precision on records like them. (0, 1) when n is 0."""
+    if n == 0:
+        return (0.0, 1.0)
+    rate, spread = hits / n, z * z / n
+    centre = (rate + spread / 2) / (1 + spread)
+    half = z * math.sqrt(rate * (1 - rate) / n + spread / (4 * n)) / (1 + spread)
+    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def precision_at_coverage(confidences: Sequence[float | None], correct: Sequence[bool],

@@ -45,14 +45,15 @@ def precision_at(curve: Sequence[dict], coverage: float) -> float:
 
 
 def confidence_table(systems: Sequence[dict]) -> str:
-    rows = ["| system | threshold | coverage | precision | "
+    rows = ["| system | threshold | coverage | precision (exact of posted) | 95% interval | "
             + " | ".join(f"precision at {c:.0%}" for c in COVERAGES) + " |",
-            "|---|---:|---:|---:|" + "---:|" * len(COVERAGES)]
+            "|---|---:|---:|---:|---:|" + "---:|" * len(COVERAGES)]
     for s in systems:
         c = s["confidence"]
         at = " | ".join(f"{precision_at(c['curve'], cov):.1%}" for cov in COVERAGES)
+        low, high = c["precision_interval"]
         rows.append(f"| {s['name']} | {c['threshold']:.3f} | {c['coverage']:.1%} | "
-                    f"{c['precision']:.1%} | {at} |")
+                    f"{c['precision']:.1%} ({c['exact']} of {c['posted']}) | {low:.1%}–{high:.1%} | {at} |")
     return "\n".join(rows) + "\n"
 
 
