@@ -72,7 +72,7 @@ def rows_with(agreement, rng: random.Random, n: int) -> tuple[list, list]:
     rows, labels = [], []
     for _ in range(n):
         mean, agree = rng.uniform(-1.5, 0), rng.choice([0.25, 0.5, 0.75, 1.0])
-        rows.append((mean, mean - rng.random(), 2.0, rng.random(), agree if agreement else math.nan))
+        rows.append((mean, mean - rng.random(), 2.0, rng.random(), agree if agreement else math.nan, 0.5))
         labels.append(rng.random() < 1 / (1 + math.exp(-(6 * agree - 5 + mean))))
     return rows, labels
 

@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import pytest
 
-from revisor.model.confidence import Calibration, features, fit, uncalibrated_confidence
+from revisor.model.confidence import Calibration, features, fit, grounding, uncalibrated_confidence
 from revisor.model.engines.base import logprobs_within
 from revisor.model.errors import RevisorError
 from revisor.model.prompts import ZeroShot
@@ -36,12 +36,27 @@ def test_only_tokens_that_begin_inside_the_answer_count():
 
 
 def test_features_measure_certainty_length_and_edit_size():
-    mean, least, log_tokens, edit, agreement = features([-0.1, -0.5, -0.3], "a\nb\nc\nd\n", "a\nB\nc\nd\n",
-                                                        0.75)
+    mean, least, log_tokens, edit, agreement, grounded = features(
+        [-0.1, -0.5, -0.3], "a\nb\nc\nd\n", "a\nB\nc\nd\n", 0.75, comment="b should be B")
     assert (mean, least, log_tokens) == (pytest.approx(-0.3), -0.5, pytest.approx(math.log(3)))
-    assert edit == pytest.approx(0.25) and agreement == 0.75
+    assert edit == pytest.approx(0.25) and agreement == 0.75 and grounded == 1.0
     assert features([-0.1], "a\n", "a\n")[3] == 0.0
     assert uncalibrated_confidence((math.log(0.5), 0, 0, 0)) == pytest.approx(0.5)
+
+
+def test_grounding_is_the_share_of_the_changed_words_the_comment_names():
+    original = "def start(addr):\n    listner = listen(addr)\n    return listner\n"
+    renamed = original.replace("listner", "listener")
+    # Both the removed and the added word are named: the reviewer spelled the change out.
+    assert grounding("typo: listner -> listener", original, renamed) == 1.0
+    # Only the new name is named (two of the four changed words: listener twice, listner twice).
+    assert grounding("call it listener", original, renamed) == 0.5
+    assert grounding("this could be clearer", original, renamed) == 0.0
+    assert grounding("", original, renamed) == 0.0  # an unprompted review names nothing
+    # A revision that changes no word is measured on its symbols.
+    assert grounding("add a semicolon", "x = 1\n", "x = 1;\n") == 0.0
+    assert grounding("end it with `;`", "x = 1\n", "x = 1;\n") == 1.0
+    assert grounding("anything", "x = 1\n", "x = 1\n") == 0.0  # nothing changed
 
 
 def test_logistic_fit_is_calibrated_on_data_it_can_describe(tmp_path):
@@ -50,7 +65,7 @@ def test_logistic_fit_is_calibrated_on_data_it_can_describe(tmp_path):
     for _ in range(2000):
         mean = rng.uniform(-2, 0)
         truth = 1 / (1 + math.exp(-(3 * mean + 2)))
-        rows.append((mean, mean - rng.random(), rng.uniform(1, 4), rng.random(), rng.random()))
+        rows.append((mean, mean - rng.random(), rng.uniform(1, 4), rng.random(), rng.random(), rng.random()))
         labels.append(rng.random() < truth)
     calibration = fit(rows, labels)
     confidences = [calibration.confidence(r) for r in rows]
@@ -58,7 +73,7 @@ def test_logistic_fit_is_calibrated_on_data_it_can_describe(tmp_path):
     assert quality["ece"] < 0.05
     means = [b["mean_confidence"] for b in quality["bins"]]
     assert means == sorted(means)
-    sure, unsure = (0.0, -0.1, 2, 0.1, 0.5), (-2.0, -2.5, 2, 0.1, 0.5)
+    sure, unsure = (0.0, -0.1, 2, 0.1, 0.5, 0.5), (-2.0, -2.5, 2, 0.1, 0.5, 0.5)
     assert calibration.confidence(sure) > calibration.confidence(unsure)
     calibration.save(tmp_path / "c.json")
     assert Calibration.load(tmp_path / "c.json").confidence(rows[0]) == pytest.approx(confidences[0])
@@ -74,7 +89,7 @@ def test_more_held_out_records_fit_the_confidence_but_the_threshold_is_placed_on
         rows, labels = [], []
         for _ in range(n):
             mean = rng.uniform(-1.5, 0)
-            rows.append((mean, mean - rng.random(), length, rng.random(), math.nan))
+            rows.append((mean, mean - rng.random(), length, rng.random(), math.nan, rng.random()))
             labels.append(rng.random() < 1 / (1 + math.exp(-(4 * mean + 1))))
         return rows, labels
 
@@ -135,6 +150,8 @@ def test_calibrate_and_training_refuse_the_benchmark_under_any_name(tmp_path):
                           "not for training")
     missing = revisor("calibrate", "--dataset", str(tmp_path / "nope.jsonl"), "--output", str(tmp_path / "c"))
     assert_one_line_error(missing, "nope.jsonl not found")
+    unknown = revisor("calibrate", "--dataset", str(renamed), "--features", "mean_logprob,colour")
+    assert unknown.returncode == 2 and "colour (the features are mean_logprob, " in unknown.stderr.decode()
     with pytest.raises(RevisorError, match="benchmark"):
         split_pools([str(renamed)], str(tmp_path / "split"), 10, 13)
 
@@ -198,6 +215,11 @@ def test_calibrate_fits_on_dev_answers_and_chooses_the_threshold_for_the_target(
     assert (again.weights, again.uses) == (calibration.weights, calibration.uses)
     assert again.threshold < calibration.threshold and again.figures["coverage"] > f["coverage"]
     assert "fake (zero-shot)" in report
+    # Fewer candidate features, from the same kept answers: what one of them adds, measured.
+    alone = run_calibration(no_model, str(dev), 0.3, tmp_path / "c1.json", answers=kept,
+                            candidates=("edit_size",))
+    assert Calibration.load(tmp_path / "c1.json").uses == ("edit_size",)
+    assert "of edit_size: edit_size." in alone
     with pytest.raises(RevisorError, match="other model settings"):  # another model's answers
         run_calibration(no_model, str(dev), 0.3, tmp_path / "c.json", answers=kept, asked={"model": "other"})
     (stale,) = kept.iterdir()
@@ -216,17 +238,17 @@ def test_a_value_that_is_not_a_number_is_never_suggested_nor_fitted_on(tmp_path)
     rows, labels = [], []
     for _ in range(300):
         mean = rng.uniform(-1.5, 0)
-        rows.append((mean, mean - rng.random(), 2.0, rng.random(), math.nan))
+        rows.append((mean, mean - rng.random(), 2.0, rng.random(), math.nan, rng.random()))
         labels.append(rng.random() < 1 / (1 + math.exp(-(4 * mean + 1))))
-    rows[0] = (-math.inf, -math.inf, 2.0, 0.5, math.nan)  # one token the engine gave -inf
+    rows[0] = (-math.inf, -math.inf, 2.0, 0.5, math.nan, 0.5)  # one token the engine gave -inf
     about = {"dataset": "dev.jsonl", "model": "m", "strategy": "s"}
     calibration, confidences, _ = calibrate(rows, labels, 0.5, about)
     assert all(math.isfinite(w) for w in calibration.weights) and calibration.figures["fitted_on"] == 299
-    assert confidences[0] == 0.0 and calibration.confidence((0.0, 0.0, 2.0, 0.1, math.nan)) > 0
+    assert confidences[0] == 0.0 and calibration.confidence((0.0, 0.0, 2.0, 0.1, math.nan, 0.5)) > 0
     with pytest.raises(RevisorError, match="not numbers"):
         fit(rows, labels, ("mean_logprob",))
     broken = Calibration((math.nan,), 0.0, (0.0,), (1.0,), ("mean_logprob",))
-    assert broken.confidence((0.0, 0.0, 2.0, 0.1, math.nan)) == 0.0  # not 1.0, which would post all
+    assert broken.confidence((0.0, 0.0, 2.0, 0.1, math.nan, 0.5)) == 0.0  # not 1.0, which would post all
     with pytest.raises(RevisorError, match="not numbers"):
         broken.save(tmp_path / "c.json")
     assert not (tmp_path / "c.json").exists()

@@ -1,8 +1,9 @@
 """How sure the model is of a suggestion: a probability in [0, 1] that it is exactly right.
 
 The features come from the log-probabilities of the generated tokens, which every engine reports
-the same way (`Completion.token_logprobs`), from the size of the edit and, where several answers
-were sampled (`--samples`), from how many of them agree. A `Calibration` maps
+the same way (`Completion.token_logprobs`), from the size of the edit, from how much of the edit
+the review comment names and, where several answers were sampled (`--samples`), from how many of
+them agree. A `Calibration` maps
 them to a probability with a logistic fit on a dev split (`revisor calibrate`); without one, the
 confidence is the answer's geometric-mean token probability, which ranks answers as well but is
 not calibrated.
@@ -14,28 +15,50 @@ import difflib
 import json
 import math
 import os
+import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from revisor.model.errors import RevisorError
 
-FEATURES = ("mean_logprob", "min_logprob", "log_tokens", "edit_size", "agreement")
+FEATURES = ("mean_logprob", "min_logprob", "log_tokens", "edit_size", "agreement", "grounding")
 CALIBRATION_FILE = "calibration.json"
 """Where a calibration lives: beside the adapter it was fitted for."""
 
+_TOKEN = re.compile(r"\w+|[^\w\s]")
+"""Words (identifiers, numbers, keywords) and single symbols, of code and of comments alike."""
+
 
 def features(token_logprobs: Sequence[float], original: str, revised: str,
-             agreement: float = math.nan) -> tuple[float, ...]:
+             agreement: float = math.nan, comment: str = "") -> tuple[float, ...]:
     """Mean and least token log-probability, log of the answer's length in tokens, the fraction of
-    the original's lines the revision changes, and the fraction of the sampled answers that give
-    the same code (NaN where only one answer was asked for)."""
+    the original's lines the revision changes, the fraction of the sampled answers that give the
+    same code (NaN where only one answer was asked for), and the revision's `grounding` in the
+    comment."""
     logprobs = list(token_logprobs) or [0.0]
     before, after = original.strip("\n").split("\n"), revised.strip("\n").split("\n")
     matcher = difflib.SequenceMatcher(None, [s.strip() for s in before], [s.strip() for s in after],
                                       autojunk=False)
     return (sum(logprobs) / len(logprobs), min(logprobs), math.log(len(logprobs)),
-            1.0 - matcher.ratio(), agreement)
+            1.0 - matcher.ratio(), agreement, grounding(comment, original, revised))
+
+
+def grounding(comment: str, original: str, revised: str) -> float:
+    """The share of the words the revision adds or removes that the comment names (of the symbols,
+    where it changes no word); 0 without a comment.
+
+    A revision the comment spells out ("rename `listner` to `listener`", a suggestion block) is
+    far more often the reviewer's own than one the model had to invent.
+    """
+    before, after = Counter(_TOKEN.findall(original)), Counter(_TOKEN.findall(revised))
+    changed = list(((after - before) + (before - after)).elements())
+    words = [token for token in changed if token[0].isalnum() or token[0] == "_"] or changed
+    if not words:
+        return 0.0
+    named = set(_TOKEN.findall(comment))
+    return sum(token in named for token in words) / len(words)
 
 
 @dataclass(frozen=True)

@@ -65,7 +65,8 @@ class Answer:
         if not isinstance(parsed, Revision):
             return None
         agreement = math.nan if self.agreement is None else self.agreement
-        return features(self.completion.token_logprobs, self.task.code, parsed.code, agreement)
+        return features(self.completion.token_logprobs, self.task.code, parsed.code, agreement,
+                        self.task.comment)
 
     @property
     def confidence(self) -> float | None:

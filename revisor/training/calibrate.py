@@ -61,12 +61,14 @@ def log_likelihood(confidences: list[float], labels: list[bool]) -> float:
     return sum(math.log(max(1e-9, c if ok else 1.0 - c)) for c, ok in zip(confidences, labels, strict=True))
 
 
-def best_features(rows: list[tuple[float, ...]], labels: list[bool]) -> tuple[tuple[str, ...], list[float]]:
-    """The subset of `FEATURES` whose out-of-fold confidences are likeliest, and those confidences;
-    of subsets within `PARSIMONY` of the likeliest, the smallest: on a handful of exact answers a
-    difference that small is noise, and fewer weights are steadier on new records. Features some
-    row lacks (NaN: agreement, where one answer was asked for) are not candidates."""
-    known = [name for i, name in enumerate(FEATURES) if all(math.isfinite(row[i]) for row in rows)]
+def best_features(rows: list[tuple[float, ...]], labels: list[bool],
+                  candidates: Sequence[str] = FEATURES) -> tuple[tuple[str, ...], list[float]]:
+    """The subset of the `candidates` whose out-of-fold confidences are likeliest, and those
+    confidences; of subsets within `PARSIMONY` of the likeliest, the smallest: on a handful of
+    exact answers a difference that small is noise, and fewer weights are steadier on new records.
+    Features some row lacks (NaN: agreement, where one answer was asked for) are not candidates."""
+    known = [name for i, name in enumerate(FEATURES)
+             if name in candidates and all(math.isfinite(row[i]) for row in rows)]
     subsets = [combo for k in range(1, len(known) + 1) for combo in itertools.combinations(known, k)]
     scored = [(uses, oof, log_likelihood(oof, labels))
               for uses in subsets for oof in [out_of_fold(rows, labels, uses)]]
@@ -77,9 +79,10 @@ def best_features(rows: list[tuple[float, ...]], labels: list[bool]) -> tuple[tu
 
 def run_calibration(make_reviser: Callable[[], Reviser], dataset: str, target_precision: float,
                     output: Path, limit: int | None = None, fit_also: Sequence[str] = (),
-                    answers: Path | None = None, asked: dict | None = None) -> str:
-    """Answer the dev records (and those of `fit_also`), fit, choose the threshold on the dev
-    records, write `output`; return the report.
+                    answers: Path | None = None, asked: dict | None = None,
+                    candidates: Sequence[str] = FEATURES) -> str:
+    """Answer the dev records (and those of `fit_also`), fit on some of the `candidates`
+    features, choose the threshold on the dev records, write `output`; return the report.
 
     `fit_also` are more held-out records the confidence is fitted on, but not the threshold: a
     threshold sets coverage, which depends on the mix of records, so it is placed on the dev split
@@ -98,12 +101,13 @@ def run_calibration(make_reviser: Callable[[], Reviser], dataset: str, target_pr
     extra = [a for kept in more for a in kept["answers"]]
     about = {"revisor_version": revisor_version(), "dataset": provenance(dataset, len(examples)),
              "model": dev["model"], "strategy": dev["strategy"], "samples": dev.get("samples", 1),
+             "candidates": list(candidates),
              **({"fit_also": [provenance(path, len(kept["answers"])) for path, kept in zip(fit_also, more,
                                                                                           strict=True)]}
                 if fit_also else {})}
     calibration, confidences, quality = calibrate(
         [a["features"] for a in dev["answers"]], [a["exact"] for a in dev["answers"]], target_precision,
-        about, [a["features"] for a in extra], [a["exact"] for a in extra])
+        about, [a["features"] for a in extra], [a["exact"] for a in extra], candidates)
     output.parent.mkdir(parents=True, exist_ok=True)
     calibration.save(output)
     return report(calibration, confidences, [a["exact"] for a in dev["answers"]], quality, output)
@@ -172,7 +176,8 @@ def load_answers(directory: Path, dataset: str, examples: list[Example], asked: 
 
 def calibrate(features: list[Features | None], correct: list[bool], target_precision: float,
               about: dict, more_features: Sequence[Features | None] = (),
-              more_correct: Sequence[bool] = ()) -> tuple[Calibration, list[float | None], dict]:
+              more_correct: Sequence[bool] = (), candidates: Sequence[str] = FEATURES,
+              ) -> tuple[Calibration, list[float | None], dict]:
     """From each dev record's features (None: no revision) and whether its answer was exact, and
     those of more held-out records to fit on: the calibration (its threshold placed on the dev
     records), the dev records' confidences, and the out-of-fold reliability."""
@@ -186,7 +191,7 @@ def calibrate(features: list[Features | None], correct: list[bool], target_preci
     if sum(labels) < 2:
         raise RevisorError(f"{about['dataset']}: the model answered {sum(labels)} record(s) exactly; a "
                            "confidence cannot be fitted on that")
-    uses, held_out = best_features(rows, labels)
+    uses, held_out = best_features(rows, labels, candidates)
     fitted = fit(rows, labels, uses)
     # The threshold is placed on the final fit's own confidences: out-of-fold ones come from five
     # fits scaled apart, whose ranking across folds is not the final one's.
@@ -225,8 +230,8 @@ def report(calibration: Calibration, confidences: list[float | None], correct: l
         "| coverage | precision |", "|---:|---:|",
         *(f"| {c:.0%} | {precision_at_coverage(confidences, correct, c):.1%} |" for c in COVERAGES),
         "",
-        f"Features kept (the likeliest out of fold, the fewest among near ties): "
-        f"{', '.join(calibration.uses)}.",
+        f"Features kept (the likeliest out of fold, the fewest among near ties) of "
+        f"{', '.join(f.get('candidates', FEATURES))}: {', '.join(calibration.uses)}.",
         f"Fitted on {fitted_on}. Reliability (out-of-fold, {FOLDS} folds, equal-count bins of "
         "the revised records fitted on):",
         "| records | mean confidence | exactly right |", "|---:|---:|---:|",

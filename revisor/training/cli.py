@@ -10,6 +10,7 @@ import click
 from click.core import ParameterSource
 
 from revisor.model.compose import build_reviser, chosen_model
+from revisor.model.confidence import FEATURES
 from revisor.model.embedded import EMBEDDED_BASE, resolve_model
 from revisor.model.errors import RevisorError
 from revisor.model.settings import model_options, model_settings
@@ -76,8 +77,12 @@ def bench(dataset, limit, output, prefix_cache, bounded, departures, batch_size,
                    "answers are kept there are not answered again (e.g. for another "
                    "--target-precision: seconds instead of a pass over the records). Answers kept "
                    "with other model settings are refused; remove it after training again.")
+@click.option("--features", "candidates", default=",".join(FEATURES), show_default=True,
+              callback=lambda _ctx, _param, value: split_features(value),
+              help="The features the fit may weigh, comma-separated; it keeps the subset whose "
+                   "held-out confidences are likeliest. Fewer measure what one of them adds.")
 @model_options(omit=("calibration", "min_confidence"))
-def calibrate(dataset, target_precision, output, limit, fit_also, answers, **model) -> None:
+def calibrate(dataset, target_precision, output, limit, fit_also, answers, candidates, **model) -> None:
     """Fit the confidence of a model's suggestions on a dev split and choose the threshold that
     reaches a target precision; print precision and coverage, and how well calibrated it is."""
     from pathlib import Path
@@ -98,7 +103,17 @@ def calibrate(dataset, target_precision, output, limit, fit_also, answers, **mod
         output = str(Path(settings.adapter) / CALIBRATION_FILE)
     asked = settings.model_dump(exclude={"api_key", "base_url", "compile"})  # what the answers depend on
     click.echo(run_calibration(lambda: build_reviser(settings), dataset, target_precision, Path(output),
-                               limit, fit_also, Path(answers) if answers else None, asked), nl=False)
+                               limit, fit_also, Path(answers) if answers else None, asked, candidates),
+               nl=False)
+
+
+def split_features(value: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in value.split(",") if name.strip())
+    unknown = [name for name in names if name not in FEATURES]
+    if unknown or not names:
+        raise click.BadParameter(f"{', '.join(unknown) or 'none given'} (the features are "
+                                 f"{', '.join(FEATURES)})")
+    return names
 
 
 @click.command()
