@@ -37,8 +37,8 @@ docs: setup
 # Rebuild Revisor's default adapter (revisor/model/default_adapter) from ../shared/datasets: split (dev from
 # codereviewer/train.jsonl; pairs sharing code with the benchmark dropped), train on the pairs that
 # fit 256 tokens, then train that adapter further on the longer ones that fit 512 (but for the 200
-# kept aside to calibrate), merge into the default model, calibrate for 30% precision with four
-# answers a record (fitted on the dev records and on those 200, thresholded on dev). Each step
+# kept aside to calibrate), merge into the default model, calibrate for 30% precision with one
+# answer a record (fitted on the dev records and on those 200, thresholded on dev). Each step
 # leaves its file; run it again after an interruption and it goes on where it stopped.
 DATA ?= ../shared/datasets
 RUN ?= runs/default-adapter
@@ -71,4 +71,4 @@ adapter: $(RUN)/adapter-longer/revisor_train.json
 	  $(RUN)/adapter-longer/revisor_train.json $(RUN)/split/split.json revisor/model/default_adapter/
 	$(REVISOR) prepare-model
 	$(REVISOR) calibrate --dataset $(RUN)/split/dev.jsonl --fit-also $(RUN)/split/untrained-200.jsonl \
-	  --samples 4 --target-precision 0.3 --output revisor/model/default_adapter/calibration.json
+	  --samples 1 --target-precision 0.3 --output revisor/model/default_adapter/calibration.json
