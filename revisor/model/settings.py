@@ -65,8 +65,9 @@ class ModelSettings(BaseSettings):
     samples: int | None = Field(
         None, ge=1, le=16, description="Answers per comment: the greedy one and K-1 sampled ones; the "
                                        "code most of them give is suggested, and how many agree counts "
-                                       "in its confidence. 1: the greedy answer alone. Default: as many "
-                                       "as the calibration was fitted with, else 1.")
+                                       "in its confidence where the calibration weighs it. 1: the greedy "
+                                       "answer alone. Default: as many as the calibration was fitted "
+                                       "with (1 for the default model), else 1.")
     compile: bool = Field(False, description="vLLM: compile the model (minutes more at start, faster "
                                              "generation).")
 
