@@ -68,6 +68,15 @@ def test_one_answer_asks_for_no_samples_and_has_no_agreement():
     assert math.isnan(features([-0.1], "a\n", "b\n")[FEATURES.index("agreement")])
 
 
+def test_an_answers_grounding_is_measured_against_its_reviewers_comment():
+    # "rename x to count": the rename is all named (x out, count in); another name, half of it.
+    grounding = FEATURES.index("grounding")
+    named = Reviser(Sampler("count = 0\nprint(count)\n", []), ZeroShot()).revise([TASK])[0]
+    assert named.features[grounding] == 1.0
+    other = Reviser(Sampler("total = 0\nprint(total)\n", []), ZeroShot()).revise([TASK])[0]
+    assert other.features[grounding] == 0.5
+
+
 def rows_with(agreement, rng: random.Random, n: int) -> tuple[list, list]:
     rows, labels = [], []
     for _ in range(n):
