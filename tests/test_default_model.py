@@ -38,9 +38,13 @@ def test_the_shipped_adapter_is_what_its_metadata_says():
     assert calibration.figures["target_precision"] == 0.3
     assert calibration.figures["dataset"]["path"].endswith("dev.jsonl")
     assert calibration.figures["dataset"]["rows"] == split["dev"]
-    first_pass = metadata["continued_from"]["metadata"]  # trained on the split, then further
-    assert first_pass["data"][0]["rows"] == split["train"] > metadata["data"][0]["rows"]
-    assert metadata["continued_from"]["adapter_sha256"] == first_pass["adapter_sha256"]
+    passes = [metadata]  # trained on the split, then further from each pass's adapter
+    while "continued_from" in passes[-1]:
+        continued = passes[-1]["continued_from"]
+        assert continued["adapter_sha256"] == continued["metadata"]["adapter_sha256"]
+        passes.append(continued["metadata"])
+    assert len(passes) > 1
+    assert passes[-1]["data"][0]["rows"] == split["train"] > metadata["data"][0]["rows"]
     for shipped in DEFAULT_ADAPTER.glob("*.json"):  # names a reader can follow, no machine's paths
         text = shipped.read_text()
         assert not re.search(r'"(/|~|[A-Za-z]:\\\\)', text), f"{shipped.name} records an absolute path"
