@@ -10,7 +10,12 @@ import sys
 import pytest
 
 from revisor.model.confidence import CALIBRATION_FILE, Calibration
-from revisor.model.embedded import DEFAULT_ADAPTER, prepare_default_model, prepare_embedded_model
+from revisor.model.embedded import (
+    DEFAULT_ADAPTER,
+    default_model_dir,
+    prepare_default_model,
+    prepare_embedded_model,
+)
 from revisor.training.datasets import file_digest
 from revisor.training.lora import ADAPTER_WEIGHTS, METADATA
 from tests.conftest import ROOT, shared_path
@@ -38,6 +43,8 @@ def test_the_shipped_adapter_is_what_its_metadata_says():
     assert calibration.figures["target_precision"] == 0.3
     assert calibration.figures["dataset"]["path"].endswith("dev.jsonl")
     assert calibration.figures["dataset"]["rows"] == split["dev"]
+    # fitted on the answers of this adapter, merged: a calibration left from another one misleads
+    assert calibration.figures["model"] == default_model_dir().name
     passes = [metadata]  # trained on the split, then further from each pass's adapter
     while "continued_from" in passes[-1]:
         continued = passes[-1]["continued_from"]
